@@ -1,0 +1,277 @@
+"""One validated configuration for the whole DSP pipeline; every default comes from DESIGN.md."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+INPUT_MODES = ("raw", "envelope")
+INPUT_UNITS = ("counts", "V", "mV", "uV")
+_UNIT_TO_VOLTS = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names it, says what is wrong and what is allowed."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """How input values become microvolts at the electrodes.
+
+    counts -> volts at the ADC input (``(counts - adc_zero_code) * adc_lsb_v``), V/mV/uV -> volts as they
+    are; then ``uV = (volts - offset_v) / gain * 1e6``. `gain` is the analog front-end gain in front of
+    the ADC (1 when the values already are at the electrodes).
+    """
+
+    units: Literal["counts", "V", "mV", "uV"] = "uV"
+    adc_bits: int = 12
+    adc_vref_v: float = 3.3
+    adc_zero_code: float | None = None
+    gain: float = 1.0
+    offset_v: float = 0.0
+    rails: tuple[float, float] | None = None
+
+    def validate(self) -> None:
+        _require(
+            self.units in INPUT_UNITS, f"scaling.units is {self.units!r}; use one of {INPUT_UNITS}"
+        )
+        _require(1 <= self.adc_bits <= 32, f"scaling.adc_bits is {self.adc_bits}; use 1..32")
+        _require(self.adc_vref_v > 0, f"scaling.adc_vref_v is {self.adc_vref_v}; it must be > 0")
+        _require(self.gain > 0, f"scaling.gain is {self.gain}; it must be > 0")
+        if self.rails is not None:
+            lo, hi = self.rails
+            _require(lo < hi, f"scaling.rails {self.rails} must be (low, high) with low < high")
+
+    @property
+    def adc_lsb_v(self) -> float:
+        return self.adc_vref_v / (2**self.adc_bits)
+
+    @property
+    def input_rails(self) -> tuple[float, float] | None:
+        """The lowest and highest input value the converter can give, in input units (None: unknown)."""
+        if self.rails is not None:
+            return self.rails
+        if self.units == "counts":
+            return (0.0, float(2**self.adc_bits - 1))
+        return None
+
+    def factor_and_offset(self) -> tuple[float, float]:
+        """(factor, offset) with ``uV = input * factor - offset``, for one multiply-add per sample."""
+        if self.units == "counts":
+            zero = self.adc_zero_code if self.adc_zero_code is not None else 0.0
+            volts_per_unit, zero_v = self.adc_lsb_v, zero * self.adc_lsb_v
+        else:
+            volts_per_unit, zero_v = _UNIT_TO_VOLTS[self.units], 0.0
+        factor = volts_per_unit / self.gain * 1e6
+        offset = (zero_v + self.offset_v) / self.gain * 1e6
+        return factor, offset
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Band-pass (Butterworth, second-order sections) and mains notch for raw-mode input."""
+
+    band_low_hz: float = 20.0
+    band_high_hz: float = 450.0
+    band_high_fraction_of_fs: float = 0.45
+    order: int = 4
+    notch_hz: float | None = 50.0
+    notch_q: float = 30.0
+    notch_harmonics: int = 1
+    envelope_lowpass_hz: float = 5.0
+
+    def effective_band(self, fs: float) -> tuple[float, float]:
+        return self.band_low_hz, min(self.band_high_hz, self.band_high_fraction_of_fs * fs)
+
+    def validate(self, fs: float, mode: str) -> None:
+        _require(1 <= self.order <= 12, f"filter.order is {self.order}; use 1..12")
+        if mode == "envelope":
+            _require(
+                0 < self.envelope_lowpass_hz < fs / 2,
+                f"filter.envelope_lowpass_hz is {self.envelope_lowpass_hz} Hz; it must be between 0 "
+                f"and half the sampling rate ({fs / 2:g} Hz)",
+            )
+            return
+        low, high = self.effective_band(fs)
+        _require(self.band_low_hz > 0, f"filter.band_low_hz is {self.band_low_hz}; it must be > 0")
+        _require(
+            high > low * 1.25,
+            f"a sampling rate of {fs:g} Hz is too low for the {low:g}-{self.band_high_hz:g} Hz raw EMG "
+            f"band (the band's top is capped at {self.band_high_fraction_of_fs:g} x fs = {high:g} Hz); "
+            f"raw mode needs at least {low * 1.25 / self.band_high_fraction_of_fs:.0f} Hz "
+            "(1000 Hz or more is standard for surface EMG). Sample faster, lower filter.band_low_hz, "
+            "or use mode 'envelope' for an envelope-output sensor",
+        )
+        if self.notch_hz is not None:
+            _require(self.notch_hz > 0, f"filter.notch_hz is {self.notch_hz}; use 50, 60 or none")
+            _require(self.notch_q > 0, f"filter.notch_q is {self.notch_q}; it must be > 0")
+            _require(self.notch_harmonics >= 1, "filter.notch_harmonics must be >= 1")
+
+    def notch_frequencies(self, fs: float) -> list[float]:
+        """Mains frequency and harmonics that fall inside the pass band (the others are filtered anyway)."""
+        if self.notch_hz is None:
+            return []
+        low, high = self.effective_band(fs)
+        candidates = [self.notch_hz * k for k in range(1, self.notch_harmonics + 1)]
+        return [f for f in candidates if low < f < high]
+
+
+@dataclass(frozen=True)
+class EnvelopeConfig:
+    """RMS envelope: window length and hop (the envelope's sampling interval)."""
+
+    window_s: float = 0.25
+    hop_s: float = 0.02
+    tick_s: float = 1.0
+
+    def window_samples(self, fs: float) -> int:
+        return max(1, round(self.window_s * fs))
+
+    def hop_samples(self, fs: float) -> int:
+        return max(1, round(self.hop_s * fs))
+
+    def hops_per_tick(self, fs: float) -> int:
+        """Detection, quality and floor work on ticks of whole hops, about `tick_s` long."""
+        return max(1, round(self.tick_s * fs / self.hop_samples(fs)))
+
+    def validate(self, fs: float) -> None:
+        _require(self.hop_s > 0, f"envelope.hop_s is {self.hop_s}; it must be > 0")
+        _require(
+            self.window_s >= self.hop_s,
+            f"envelope.window_s ({self.window_s}) must be at least envelope.hop_s ({self.hop_s})",
+        )
+        _require(
+            self.hop_s * fs >= 1,
+            f"envelope.hop_s {self.hop_s} s is shorter than one sample at {fs:g} Hz",
+        )
+        _require(self.tick_s >= self.hop_s, "envelope.tick_s must be at least envelope.hop_s")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Per-channel signal-quality checks, made once per tick (about a second)."""
+
+    flat_uv: float = 0.05
+    railed_fraction: float = 0.5
+    mains_fraction: float = 0.8
+    settle_s: float = 1.0
+
+    def validate(self) -> None:
+        _require(self.flat_uv >= 0, "quality.flat_uv must be >= 0")
+        _require(0 < self.railed_fraction <= 1, "quality.railed_fraction must be in (0, 1]")
+        _require(0 < self.mains_fraction <= 1, "quality.mains_fraction must be in (0, 1]")
+        _require(self.settle_s >= 0, "quality.settle_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Noise floor, hysteresis thresholds and the cramp/movement rules (DESIGN.md defaults)."""
+
+    on_factor: float = 3.0
+    on_margin_uv: float = 8.0
+    off_factor: float = 1.5
+    off_margin_uv: float = 2.0
+    off_hold_s: float = 0.5
+    merge_gap_s: float = 2.0
+    cramp_min_s: float = 10.0
+    movement_min_s: float = 0.5
+    floor_window_s: float = 120.0
+    floor_percentile: float = 20.0
+    floor_warmup_s: float = 5.0
+    initial_floor_uv: float | None = None
+    tonic_window_s: float = 1.5
+    tonic_ratio: float = 0.25
+    dip_min_s: float = 0.1
+    trace_pre_s: float = 10.0
+    trace_max_points: int = 600
+
+    def validate(self) -> None:
+        for name in ("on_factor", "off_factor"):
+            _require(getattr(self, name) >= 1.0, f"detector.{name} must be >= 1")
+        _require(
+            self.on_factor * 1.0 >= self.off_factor and self.on_margin_uv >= self.off_margin_uv,
+            "detector: the 'on' threshold must not be below the 'off' threshold "
+            "(on_factor >= off_factor and on_margin_uv >= off_margin_uv)",
+        )
+        for name in ("off_hold_s", "merge_gap_s", "movement_min_s", "trace_pre_s", "dip_min_s"):
+            _require(getattr(self, name) >= 0, f"detector.{name} must be >= 0")
+        _require(self.cramp_min_s > 0, "detector.cramp_min_s must be > 0")
+        _require(self.floor_window_s > 0, "detector.floor_window_s must be > 0")
+        _require(0 <= self.floor_percentile <= 100, "detector.floor_percentile must be in 0..100")
+        _require(self.floor_warmup_s >= 0, "detector.floor_warmup_s must be >= 0")
+        if self.initial_floor_uv is not None:
+            _require(self.initial_floor_uv > 0, "detector.initial_floor_uv must be > 0")
+        _require(self.tonic_window_s > 0, "detector.tonic_window_s must be > 0")
+        _require(0 <= self.tonic_ratio < 1, "detector.tonic_ratio must be in [0, 1)")
+        _require(self.trace_max_points >= 10, "detector.trace_max_points must be >= 10")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the pipeline needs, validated at construction."""
+
+    fs: float
+    channels: tuple[str, ...] = ("ch0",)
+    mode: Literal["raw", "envelope"] = "raw"
+    device: str = "crampwatch"
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
+        self.validate()
+
+    def validate(self) -> None:
+        _require(
+            isinstance(self.fs, int | float) and self.fs > 0 and self.fs == self.fs,
+            f"sampling rate fs={self.fs!r} must be a positive number of samples per second",
+        )
+        _require(len(self.channels) >= 1, "at least one channel is needed")
+        _require(
+            len(set(self.channels)) == len(self.channels),
+            f"channel names must be unique, got {list(self.channels)}",
+        )
+        _require(self.mode in INPUT_MODES, f"mode is {self.mode!r}; use one of {INPUT_MODES}")
+        self.scaling.validate()
+        self.filter.validate(self.fs, self.mode)
+        self.envelope.validate(self.fs)
+        self.quality.validate()
+        self.detector.validate()
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    def with_changes(self, **changes: Any) -> PipelineConfig:
+        return replace(self, **changes)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that shape detections, JSON-ready (reported in every event's pipeline block)."""
+        return {
+            "fs": self.fs,
+            "mode": self.mode,
+            "band_hz": list(self.filter.effective_band(self.fs)) if self.mode == "raw" else None,
+            "filter_order": self.filter.order,
+            "notch_hz": self.filter.notch_frequencies(self.fs) if self.mode == "raw" else [],
+            "envelope_lowpass_hz": (
+                self.filter.envelope_lowpass_hz if self.mode == "envelope" else None
+            ),
+            "envelope": asdict(self.envelope),
+            "scaling": asdict(self.scaling),
+            "quality": asdict(self.quality),
+            "detector": asdict(self.detector),
+        }
+
+    def settings_hash(self) -> str:
+        text = json.dumps(self.settings(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

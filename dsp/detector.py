@@ -1,0 +1,387 @@
+"""Cramp/movement detector on the hop-rate envelope of one channel.
+
+Per hop: hysteresis against the noise floor (on above max(3 x floor, floor + 8 uV), off after 0.5 s
+below max(1.5 x floor, floor + 2 uV)); active runs less than 2 s apart merge into one stretch. A stretch
+becomes a cramp once it has been *tonic* for the cramp duration: no dip of the envelope below
+`tonic_ratio` of its recent maximum (within the stretch) lasting `dip_min_s`. Rhythmic activity such
+as walking dips at every stride and so never becomes a cramp however long it lasts. Everything else
+of at least `movement_min_s` is a movement. The floor learns only from quiet ticks.
+
+Quiet ticks take a vectorized fast path; only ticks with activity are walked hop by hop.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from dsp.config import PipelineConfig
+from dsp.events import (
+    KIND_CRAMP,
+    KIND_MOVEMENT,
+    PHASE_ENDED,
+    PHASE_STARTED,
+    STATE_CRAMP,
+    STATE_IDLE,
+    STATE_MOVEMENT,
+    STATE_SIGNAL_LOST,
+    EnvelopeTrace,
+    Event,
+    StateChange,
+    stable_event_id,
+)
+from dsp.noise_floor import NoiseFloor
+
+_IDLE, _ACTIVE, _PENDING = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Who and what an event belongs to: device, recording identity, session start, settings."""
+
+    device: str
+    source_id: str
+    session_start: datetime
+    pipeline: dict[str, Any]
+    settings_hash: str
+
+
+@dataclass(frozen=True)
+class Timebase:
+    """Hop index to seconds from the start of the recording."""
+
+    fs: float
+    hop: int
+    window: int
+
+    def window_end_s(self, hop_index: int) -> float:
+        return (hop_index + 1) * self.hop / self.fs
+
+    def window_start_s(self, hop_index: int) -> float:
+        return max(0, (hop_index + 1) * self.hop - self.window) / self.fs
+
+    def center_s(self, hop_index: int) -> float:
+        return ((hop_index + 1) * self.hop - self.window / 2) / self.fs
+
+
+@dataclass
+class _Stretch:
+    """An active stretch (possibly several merged runs) being followed."""
+
+    onset_hop: int
+    start_s: float
+    floor_uv: float
+    pre: np.ndarray
+    values: array = field(default_factory=lambda: array("d"))
+    cramp: bool = False
+    problems: set[str] = field(default_factory=set)
+    spectrum: np.ndarray | None = None
+    run_end_hop: int = -1
+    tonic_hops: int = 0
+    tonic_start_hop: int = 0
+
+
+class ChannelDetector:
+    """The detector for one channel; fed one tick of envelope hops at a time."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        channel: str,
+        context: EventContext,
+        timebase: Timebase,
+        hops_per_tick: int,
+    ) -> None:
+        det = config.detector
+        self.det = det
+        self.channel = channel
+        self.context = context
+        self.tb = timebase
+        self.hops_per_tick = hops_per_tick
+        hop_s = timebase.hop / timebase.fs
+        self.hop_s = hop_s
+        tick_s = hops_per_tick * hop_s
+        self.floor = NoiseFloor(
+            capacity=math.ceil(det.floor_window_s / tick_s),
+            percentile=det.floor_percentile,
+            warmup=math.ceil(det.floor_warmup_s / tick_s),
+            initial_uv=det.initial_floor_uv,
+        )
+        self.off_hold_hops = max(1, math.ceil(det.off_hold_s / hop_s - 1e-9))
+        self.dip_min_hops = max(1, math.ceil(det.dip_min_s / hop_s - 1e-9))
+        self.tonic_window_hops = max(1, round(det.tonic_window_s / hop_s))
+        self.pre_hops = round(det.trace_pre_s / hop_s)
+        self.settle_ticks = math.ceil(config.quality.settle_s / tick_s - 1e-9)
+        self.mode = _IDLE
+        self.state = STATE_IDLE
+        self.stretch: _Stretch | None = None
+        self.on_thr = self.off_thr = math.inf
+        self._update_thresholds()
+        self._recent_ticks: deque[np.ndarray] = deque(
+            maxlen=math.ceil(det.trace_pre_s / tick_s) + 1
+        )
+        self._below = 0
+        self._dip = 0
+        self._max_window: deque[tuple[int, float]] = deque()
+        self._settle_left = 0
+        self._spectrum_freqs: np.ndarray | None = None
+        self._band = config.filter.effective_band(config.fs) if config.mode == "raw" else None
+        self.events: list[Event] = []
+        self.state_changes: list[StateChange] = []
+
+    # ---- per tick -------------------------------------------------------------------------------
+
+    def process_tick(
+        self,
+        first_hop: int,
+        env: np.ndarray,
+        filtered: np.ndarray | None,
+        blocked: bool,
+        problems: tuple[str, ...],
+        tick_max: float,
+        tick_median: float,
+    ) -> None:
+        """Take the envelope hops of one tick (and its filtered samples, for the spectrum);
+        `tick_max` and `tick_median` are of `env`, computed by the caller for all ticks at once."""
+        if blocked:
+            self._process_blocked(first_hop)
+        elif self._settle_left > 0:
+            self._settle_left -= 1
+            self._process_blocked(first_hop, settling=True)
+        elif self.mode == _IDLE and tick_max <= self.on_thr:
+            if self.state != STATE_IDLE:
+                self._set_state(STATE_IDLE, self.tb.window_end_s(first_hop - 1))
+            if len(env) == self.hops_per_tick:
+                self.floor.add(tick_median)
+                self._update_thresholds()
+        else:
+            for i, value in enumerate(env.tolist()):
+                self._process_hop(first_hop + i, value, env, i)
+            if self.stretch is not None:
+                if filtered is not None:
+                    self._add_spectrum(filtered)
+                self.stretch.problems.update(problems)
+        self._recent_ticks.append(env)
+
+    def finish(self, next_hop: int) -> None:
+        """End of the recording: close whatever is open."""
+        if self.stretch is not None:
+            self._close(self.tb.window_end_s(next_hop - 1), extra_problem="recording_ended")
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _update_thresholds(self) -> None:
+        if not self.floor.ready:
+            self.on_thr = self.off_thr = math.inf
+            return
+        f, det = self.floor.value, self.det
+        self.on_thr = max(det.on_factor * f, f + det.on_margin_uv)
+        self.off_thr = max(det.off_factor * f, f + det.off_margin_uv)
+
+    def _process_blocked(self, first_hop: int, settling: bool = False) -> None:
+        at_s = self.tb.window_end_s(first_hop - 1)
+        if self.stretch is not None:
+            self._close(at_s, extra_problem="signal_lost")
+        if not settling:
+            self._settle_left = self.settle_ticks
+        self._set_state(STATE_SIGNAL_LOST, at_s)
+
+    def _process_hop(self, k: int, value: float, env: np.ndarray, i: int) -> None:
+        if self.mode == _IDLE:
+            if value > self.on_thr:
+                self._open(k, env, i)
+            else:
+                return
+        stretch = self.stretch
+        assert stretch is not None
+        if self.mode == _PENDING:
+            gap_s = self.tb.window_end_s(k) - self.tb.window_start_s(stretch.run_end_hop)
+            if value > self.on_thr and gap_s < self.det.merge_gap_s:
+                self.mode = _ACTIVE
+                self._below = 0
+            elif gap_s >= self.det.merge_gap_s:
+                self._close(self.tb.window_start_s(stretch.run_end_hop))
+                if value > self.on_thr:
+                    self._open(k, env, i)
+                    stretch = self.stretch
+                    assert stretch is not None
+                else:
+                    return
+        stretch.values.append(value)
+        self._track_tonic(k, value)
+        if self.mode == _ACTIVE:
+            if value > self.off_thr:
+                self._below = 0
+            else:
+                self._below += 1
+                if self._below >= self.off_hold_hops:
+                    stretch.run_end_hop = k - self._below + 1
+                    self.mode = _PENDING
+                    return
+            if not stretch.cramp and self._tonic_long_enough(k):
+                self._declare_cramp(k)
+
+    def _open(self, k: int, env: np.ndarray, i: int) -> None:
+        recent = [*self._recent_ticks, env[:i]]
+        pre = np.concatenate(recent)[-self.pre_hops :] if self.pre_hops else np.empty(0)
+        self.stretch = _Stretch(
+            onset_hop=k,
+            start_s=self.tb.window_end_s(k - 1),
+            floor_uv=self.floor.value,
+            pre=pre,
+            tonic_start_hop=k,
+        )
+        self.mode = _ACTIVE
+        self._below = 0
+        self._dip = 0
+        self._max_window.clear()
+        self._set_state(STATE_MOVEMENT, self.stretch.start_s)
+
+    def _track_tonic(self, k: int, value: float) -> None:
+        window = self._max_window
+        while window and window[-1][1] <= value:
+            window.pop()
+        window.append((k, value))
+        if window[0][0] <= k - self.tonic_window_hops:
+            window.popleft()
+        peak = window[0][1]
+        if peak > 0 and value < self.det.tonic_ratio * peak:
+            self._dip += 1
+            if self._dip >= self.dip_min_hops and self.stretch is not None:
+                self.stretch.tonic_start_hop = k + 1
+        else:
+            self._dip = 0
+
+    def _tonic_long_enough(self, k: int) -> bool:
+        stretch = self.stretch
+        assert stretch is not None
+        tonic_start_s = self.tb.window_end_s(stretch.tonic_start_hop - 1)
+        return self.tb.window_start_s(k) - tonic_start_s >= self.det.cramp_min_s
+
+    def _declare_cramp(self, k: int) -> None:
+        stretch = self.stretch
+        assert stretch is not None
+        if stretch.tonic_start_hop > stretch.onset_hop:
+            self._split_off_movement(stretch.tonic_start_hop)
+        stretch.cramp = True
+        self._set_state(STATE_CRAMP, self.tb.window_end_s(k))
+        self._emit(
+            stretch,
+            PHASE_STARTED,
+            end_s=None,
+            duration_s=self.tb.window_start_s(k) - stretch.start_s,
+        )
+
+    def _split_off_movement(self, cramp_onset_hop: int) -> None:
+        """The stretch was phasic before it turned tonic: report that part as a movement."""
+        stretch = self.stretch
+        assert stretch is not None
+        split = cramp_onset_hop - stretch.onset_hop
+        head = _Stretch(
+            onset_hop=stretch.onset_hop,
+            start_s=stretch.start_s,
+            floor_uv=stretch.floor_uv,
+            pre=stretch.pre,
+            values=stretch.values[:split],
+            problems=set(stretch.problems),
+            spectrum=stretch.spectrum,
+        )
+        cramp_start_s = self.tb.window_end_s(cramp_onset_hop - 1)
+        if cramp_start_s - head.start_s >= self.det.movement_min_s:
+            self._emit(
+                head, PHASE_ENDED, end_s=cramp_start_s, duration_s=cramp_start_s - head.start_s
+            )
+        before = np.concatenate([stretch.pre, np.frombuffer(head.values)])
+        stretch.pre = before[-self.pre_hops :] if self.pre_hops else np.empty(0)
+        stretch.values = stretch.values[split:]
+        stretch.onset_hop = cramp_onset_hop
+        stretch.start_s = cramp_start_s
+        stretch.spectrum = None
+
+    def _close(self, end_s: float, extra_problem: str | None = None) -> None:
+        stretch = self.stretch
+        assert stretch is not None
+        if extra_problem:
+            stretch.problems.add(extra_problem)
+        end_s = max(end_s, stretch.start_s)
+        duration = end_s - stretch.start_s
+        if stretch.cramp or duration >= self.det.movement_min_s:
+            self._emit(stretch, PHASE_ENDED, end_s=end_s, duration_s=duration)
+        self.stretch = None
+        self.mode = _IDLE
+        self._set_state(STATE_IDLE, end_s)
+
+    def _emit(self, stretch: _Stretch, phase: str, end_s: float | None, duration_s: float) -> None:
+        values = np.frombuffer(stretch.values) if len(stretch.values) else np.zeros(1)
+        active = values[: max(1, round(duration_s / self.hop_s))]
+        kind = KIND_CRAMP if stretch.cramp else KIND_MOVEMENT
+        ctx = self.context
+        event_id = stable_event_id(
+            ctx.source_id, ctx.device, self.channel, kind, stretch.onset_hop, ctx.settings_hash
+        )
+        quality = ",".join(sorted(stretch.problems)) or "good"
+        self.events.append(
+            Event(
+                event_id=event_id,
+                device=ctx.device,
+                channel=self.channel,
+                kind=kind,
+                phase=phase,
+                start_s=stretch.start_s,
+                end_s=end_s,
+                duration_s=duration_s,
+                peak_uv=float(active.max()),
+                mean_uv=float(active.mean()),
+                floor_uv=stretch.floor_uv,
+                area_uvs=float(np.clip(active - stretch.floor_uv, 0, None).sum() * self.hop_s),
+                median_freq_hz=self._median_frequency(stretch.spectrum),
+                quality=quality,
+                envelope=self._trace(stretch, values),
+                pipeline=ctx.pipeline,
+                session_start=ctx.session_start,
+            )
+        )
+
+    def _trace(self, stretch: _Stretch, values: np.ndarray) -> EnvelopeTrace:
+        series = np.concatenate([stretch.pre, values])
+        group = max(1, math.ceil(len(series) / self.det.trace_max_points))
+        usable = len(series) // group * group
+        binned = series[:usable].reshape(-1, group).mean(axis=1) if usable else series
+        first_hop = stretch.onset_hop - len(stretch.pre)
+        t0 = self.tb.center_s(first_hop) + (group - 1) * self.hop_s / 2
+        return EnvelopeTrace(
+            t0_s=round(t0, 4), dt_s=round(group * self.hop_s, 6), uv=tuple(float(v) for v in binned)
+        )
+
+    def _add_spectrum(self, filtered: np.ndarray) -> None:
+        stretch = self.stretch
+        assert stretch is not None
+        power = np.abs(np.fft.rfft(filtered * np.hanning(len(filtered)))) ** 2
+        if self._spectrum_freqs is None or len(self._spectrum_freqs) != len(power):
+            self._spectrum_freqs = np.fft.rfftfreq(len(filtered), 1 / self.tb.fs)
+        if stretch.spectrum is None or len(stretch.spectrum) != len(power):
+            stretch.spectrum = power
+        else:
+            stretch.spectrum = stretch.spectrum + power
+
+    def _median_frequency(self, spectrum: np.ndarray | None) -> float | None:
+        if spectrum is None or self._spectrum_freqs is None or self._band is None:
+            return None
+        freqs = self._spectrum_freqs
+        in_band = (freqs >= self._band[0]) & (freqs <= self._band[1])
+        power = spectrum[in_band]
+        if power.sum() <= 0:
+            return None
+        cumulative = np.cumsum(power)
+        return float(freqs[in_band][np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+    def _set_state(self, state: str, at_s: float) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changes.append(StateChange(self.channel, state, at_s))

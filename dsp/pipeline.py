@@ -1,0 +1,218 @@
+"""The whole streaming chain, from input samples to events: one object, one configuration.
+
+raw mode:      scale -> band-pass + notch -> RMS envelope -> quality -> detector
+envelope mode: scale -> low-pass -> hop means             -> quality -> detector
+
+Detection, quality and the noise floor work on ticks (whole hops, about a second); the pipeline keeps
+the samples of the tick in progress, so any block split gives exactly the same output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from dsp import __version__
+from dsp.config import PipelineConfig
+from dsp.detector import ChannelDetector, EventContext, Timebase
+from dsp.envelope import HopWindowStatistic
+from dsp.events import Event, QualityChange, StateChange
+from dsp.filters import StreamingSOSFilter, band_pass_notch_sos, envelope_lowpass_sos
+from dsp.quality import BLOCKING_PROBLEMS, QualityAssessor
+from dsp.scaling import Scaler
+
+
+@dataclass
+class PipelineOutput:
+    """What one call produced: envelope hops (uV) from hop `first_hop` on, and what happened."""
+
+    first_hop: int
+    envelope: np.ndarray
+    events: list[Event] = field(default_factory=list)
+    state_changes: list[StateChange] = field(default_factory=list)
+    quality_changes: list[QualityChange] = field(default_factory=list)
+
+
+class Pipeline:
+    """Feed blocks of shape (n, channels) in input units to `process`; call `finish` at the end."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        source_id: str = "live",
+        session_start: datetime | None = None,
+    ) -> None:
+        self.config = config
+        fs, n_ch = config.fs, config.n_channels
+        self.hop = config.envelope.hop_samples(fs)
+        self.window = config.envelope.window_samples(fs)
+        self.hops_per_tick = config.envelope.hops_per_tick(fs)
+        self.tick_samples = self.hops_per_tick * self.hop
+        self.scaler = Scaler(config.scaling)
+        if config.mode == "raw":
+            self.filter = StreamingSOSFilter(band_pass_notch_sos(config), n_ch)
+            self.envelope = HopWindowStatistic(self.window, self.hop, n_ch, rms=True)
+        else:
+            self.window = self.hop
+            self.filter = StreamingSOSFilter(envelope_lowpass_sos(config), n_ch)
+            self.envelope = HopWindowStatistic(self.hop, self.hop, n_ch, rms=False)
+        self.quality = QualityAssessor(config, self.scaler.rails_uv, self.tick_samples)
+        self.timebase = Timebase(fs, self.hop, self.window)
+        start = session_start or datetime(1970, 1, 1, tzinfo=UTC)
+        self.context = EventContext(
+            device=config.device,
+            source_id=source_id,
+            session_start=start,
+            pipeline={
+                "software": f"crampwatch {__version__}",
+                "settings_hash": config.settings_hash(),
+                "settings": config.settings(),
+            },
+            settings_hash=config.settings_hash(),
+        )
+        self.detectors = [
+            ChannelDetector(config, name, self.context, self.timebase, self.hops_per_tick)
+            for name in config.channels
+        ]
+        self._pending_scaled = np.empty((0, n_ch))
+        self._pending_filtered = np.empty((0, n_ch))
+        self._pending_env = np.empty((0, n_ch))
+        self._ticks_done = 0
+        self._problems: list[tuple[str, ...]] = [() for _ in config.channels]
+        self.samples_in = 0
+        self.finished = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples_in / self.config.fs
+
+    def process(self, block: np.ndarray) -> PipelineOutput:
+        """Run one block of input samples (NaN marks a missing sample) through the chain."""
+        block = self._checked(block)
+        scaled = self.scaler.process(block)
+        filtered = self.filter.process(scaled)
+        env = self.envelope.process(filtered)
+        if self.config.mode == "envelope":
+            np.maximum(env, 0.0, out=env)
+        first_hop = self.envelope.hops_emitted - len(env)
+        self.samples_in += len(block)
+        self._pending_scaled = np.concatenate([self._pending_scaled, scaled])
+        self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
+        self._pending_env = np.concatenate([self._pending_env, env])
+        output = PipelineOutput(first_hop=first_hop, envelope=env)
+        self._run_ticks(len(self._pending_scaled) // self.tick_samples, output)
+        return output
+
+    def finish(self) -> PipelineOutput:
+        """End of input: judge the last partial tick and close open events."""
+        output = PipelineOutput(
+            first_hop=self.envelope.hops_emitted, envelope=np.empty((0, self.config.n_channels))
+        )
+        if self.finished:
+            return output
+        self.finished = True
+        if len(self._pending_env):
+            self._run_partial_tick(output)
+        next_hop = self.envelope.hops_emitted
+        for detector in self.detectors:
+            detector.finish(next_hop)
+        self._collect(output)
+        return output
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _checked(self, block: np.ndarray) -> np.ndarray:
+        if self.finished:
+            raise RuntimeError("the pipeline has finished; make a new one for a new recording")
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim == 1 and self.config.n_channels == 1:
+            block = block[:, None]
+        if block.ndim != 2 or block.shape[1] != self.config.n_channels:
+            raise ValueError(
+                f"expected a block of shape (samples, {self.config.n_channels}) for channels "
+                f"{list(self.config.channels)}, got shape {block.shape}"
+            )
+        return block
+
+    def _run_ticks(self, n_ticks: int, output: PipelineOutput) -> None:
+        if n_ticks == 0:
+            return
+        n_ch, t_len, t_hops = self.config.n_channels, self.tick_samples, self.hops_per_tick
+        scaled = self._pending_scaled[: n_ticks * t_len].reshape(n_ticks, t_len, n_ch)
+        filtered = self._pending_filtered[: n_ticks * t_len].reshape(n_ticks, t_len, n_ch)
+        env = self._pending_env[: n_ticks * t_hops].reshape(n_ticks, t_hops, n_ch)
+        quality = self.quality.assess(scaled, filtered, env)
+        blocking = quality.blocking
+        any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap
+        spectra = self.config.mode == "raw"
+        tick_max = env.max(axis=1).tolist()
+        tick_median = np.median(env, axis=1).tolist()
+        blocked = blocking.tolist()
+        for t in range(n_ticks):
+            first_hop = (self._ticks_done + t) * t_hops
+            at_s = first_hop * self.hop / self.config.fs
+            for c, detector in enumerate(self.detectors):
+                problems = quality.problems(t, c) if any_problem[t, c] else ()
+                self._note_quality(c, problems, at_s, output)
+                detector.process_tick(
+                    first_hop,
+                    env[t, :, c],
+                    filtered[t, :, c] if spectra else None,
+                    blocked[t][c],
+                    problems,
+                    tick_max[t][c],
+                    tick_median[t][c],
+                )
+            self._collect(output)
+        self._ticks_done += n_ticks
+        self._pending_scaled = self._pending_scaled[n_ticks * t_len :]
+        self._pending_filtered = self._pending_filtered[n_ticks * t_len :]
+        self._pending_env = self._pending_env[n_ticks * t_hops :]
+
+    def _run_partial_tick(self, output: PipelineOutput) -> None:
+        n_hops = len(self._pending_env)
+        n_samples = n_hops * self.hop
+        scaled = self._pending_scaled[None, :n_samples]
+        filtered = self._pending_filtered[None, :n_samples]
+        assessor = QualityAssessor(self.config, self.scaler.rails_uv, n_samples)
+        quality = assessor.assess(scaled, filtered, self._pending_env[None])
+        first_hop = self._ticks_done * self.hops_per_tick
+        at_s = first_hop * self.hop / self.config.fs
+        for c, detector in enumerate(self.detectors):
+            problems = quality.problems(0, c)
+            self._note_quality(c, problems, at_s, output)
+            env = self._pending_env[:, c]
+            detector.process_tick(
+                first_hop,
+                env,
+                filtered[0, :, c] if self.config.mode == "raw" else None,
+                bool(quality.blocking[0, c]),
+                problems,
+                float(env.max()),
+                float(np.median(env)),
+            )
+
+    def _note_quality(
+        self, channel: int, problems: tuple[str, ...], at_s: float, output: PipelineOutput
+    ) -> None:
+        if problems != self._problems[channel]:
+            self._problems[channel] = problems
+            output.quality_changes.append(
+                QualityChange(self.config.channels[channel], at_s, problems)
+            )
+
+    def _collect(self, output: PipelineOutput) -> None:
+        """Move what the detectors produced into the output, tick by tick, channel by channel."""
+        for detector in self.detectors:
+            if not detector.events and not detector.state_changes:
+                continue
+            output.events.extend(detector.events)
+            output.state_changes.extend(detector.state_changes)
+            detector.events.clear()
+            detector.state_changes.clear()
+
+
+__all__ = ["BLOCKING_PROBLEMS", "Pipeline", "PipelineOutput"]

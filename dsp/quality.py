@@ -1,0 +1,105 @@
+"""Per-channel signal quality, assessed once per tick: electrode off, clipping, mains, gaps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsp.config import PipelineConfig
+
+ELECTRODE_OFF = "electrode_off"
+CLIPPING = "clipping"
+MAINS = "mains"
+GAP = "gap"
+# Problems that stop detection; clipping alone does not (a strong cramp may clip and is still a cramp).
+BLOCKING_PROBLEMS = frozenset({ELECTRODE_OFF, MAINS, GAP})
+# A tick counts as a gap that blocks detection when at least this share of its samples is missing.
+GAP_BLOCKING_FRACTION = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class TickQuality:
+    """Quality of complete ticks: boolean arrays of shape (ticks, channels) per problem."""
+
+    electrode_off: np.ndarray
+    clipping: np.ndarray
+    mains: np.ndarray
+    gap: np.ndarray
+    gap_fraction: np.ndarray
+
+    @property
+    def blocking(self) -> np.ndarray:
+        return self.electrode_off | self.mains | (self.gap_fraction >= GAP_BLOCKING_FRACTION)
+
+    def problems(self, tick: int, channel: int) -> tuple[str, ...]:
+        names = (ELECTRODE_OFF, CLIPPING, MAINS, GAP)
+        flags = (self.electrode_off, self.clipping, self.mains, self.gap)
+        return tuple(name for name, flag in zip(names, flags, strict=True) if flag[tick, channel])
+
+
+class QualityAssessor:
+    """Vectorized over ticks: takes the scaled input and the filtered signal of whole ticks."""
+
+    def __init__(
+        self, config: PipelineConfig, rails_uv: tuple[float, float] | None, tick_samples: int
+    ) -> None:
+        self.config = config.quality
+        self.rails_uv = rails_uv
+        self.raw_mode = config.mode == "raw"
+        self.check_mains = self.raw_mode and config.filter.notch_hz is not None
+        t = np.arange(tick_samples) / config.fs
+        window = np.hanning(tick_samples)
+        self._window_sum = window.sum()
+        self._window_gain = self._window_sum / 2.0
+        phasor = window * np.exp(-2j * np.pi * (config.filter.notch_hz or 0.0) * t)
+        self._phasor_sum = phasor.sum()
+        self._projectors = np.stack([phasor, window.astype(complex)], axis=1)  # (samples, 2)
+
+    def assess(self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray) -> TickQuality:
+        """Arrays of shape (ticks, samples or hops per tick, channels): input in uV, the filtered
+        signal, and the envelope hops."""
+        shape = (scaled.shape[0], scaled.shape[2])
+        if np.isfinite(scaled).all():
+            gap_fraction = np.zeros(shape)
+        else:
+            gap_fraction = 1.0 - np.isfinite(scaled).mean(axis=1)
+            scaled = np.where(np.isfinite(scaled), scaled, 0.0)
+        gap = gap_fraction > 0
+        if self.raw_mode:
+            flat = env.max(axis=1) <= self.config.flat_uv
+        else:
+            flat = env.max(axis=1) - env.min(axis=1) <= self.config.flat_uv
+        railed_fraction = self._railed_fraction(scaled, shape)
+        electrode_off = (flat | (railed_fraction >= self.config.railed_fraction)) & (
+            gap_fraction < 1
+        )
+        clipping = (railed_fraction > 0) & ~electrode_off
+        mains = self._mains_dominated(scaled, filtered, shape) & ~electrode_off
+        return TickQuality(electrode_off, clipping, mains, gap, gap_fraction)
+
+    def _railed_fraction(self, scaled: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        if self.rails_uv is None:
+            return np.zeros(shape)
+        low, high = self.rails_uv
+        tolerance = 1e-9 * max(abs(low), abs(high), 1.0)
+        if scaled.min() > low + tolerance and scaled.max() < high - tolerance:
+            return np.zeros(shape)
+        at_rail = (scaled <= low + tolerance) | (scaled >= high - tolerance)
+        return at_rail.mean(axis=1)
+
+    def _mains_dominated(
+        self, scaled: np.ndarray, filtered: np.ndarray, shape: tuple[int, int]
+    ) -> np.ndarray:
+        if not self.check_mains:
+            return np.zeros(shape, dtype=bool)
+        # Hann-windowed demodulation at the mains frequency, with the window's DC removed.
+        projections = np.tensordot(scaled, self._projectors, axes=([1], [0]))  # (ticks, ch, 2)
+        mean = projections[..., 1].real / self._window_sum
+        amplitude = np.abs(projections[..., 0] - mean * self._phasor_sum) / self._window_gain
+        mains_power = amplitude**2 / 2.0
+        band_power = np.einsum("tnc,tnc->tc", filtered, filtered) / filtered.shape[1]
+        total = mains_power + band_power
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, mains_power / total, 0.0)
+        return share >= self.config.mains_fraction

@@ -1,0 +1,42 @@
+"""The `crampwatch` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from dsp import __version__
+from firmware_host import demo_command, evaluate_command, replay_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crampwatch",
+        description="Calf-EMG cramp detector: replay recordings, run simulated nights, score detections.",
+    )
+    parser.add_argument("--version", action="version", version=f"crampwatch {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo_command.add_parser(subparsers)
+    replay_command.add_parser(subparsers)
+    evaluate_command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("crampwatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""`crampwatch replay FILE`: play a recorded EMG file through the same pipeline that runs live."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hardware.recordings import Recording, RecordingError, open_recording
+from tqdm import tqdm
+
+from dsp.config import ConfigError, DetectorConfig, FilterConfig, PipelineConfig, ScalingConfig
+from dsp.pipeline import Pipeline, PipelineOutput
+from firmware_host.event_output import OUTPUT_FORMATS, EventWriter, atomic_text_output
+from firmware_host.run_summary import RunSummary
+
+PROG = "crampwatch replay"
+DEFAULT_BLOCK = 65536
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay a recorded EMG file through the detector",
+        description="Replay a recording (CSV/text, .npy/.npz, EDF/BDF, WFDB) through the pipeline "
+        "and write one event per line.",
+    )
+    parser.add_argument(
+        "file", type=Path, help="the recording (for WFDB the .hea, .dat or record name)"
+    )
+    parser.add_argument("--fs", type=float, help="sampling rate in Hz, when the file does not say")
+    parser.add_argument(
+        "--channel",
+        action="append",
+        dest="channels",
+        metavar="NAME_OR_INDEX",
+        help="channel to use (name or 0-based index); repeat for several",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("raw", "envelope"),
+        default="raw",
+        help="raw EMG (band-pass + RMS) or an envelope-output sensor",
+    )
+    parser.add_argument(
+        "--units",
+        choices=("counts", "uV", "mV", "V"),
+        help="units of the values, when the file does not say",
+    )
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=OUTPUT_FORMATS,
+        default="jsonl",
+        help="output format (default jsonl)",
+    )
+    parser.add_argument("--out", type=Path, help="output file (default: standard output)")
+    add_pipeline_options(parser)
+    parser.add_argument(
+        "--start", help="UTC start time of the recording (ISO 8601), for event times"
+    )
+    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(func=run)
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the pipeline."""
+    parser.add_argument("--device", default="replay", help="device id reported in events")
+    parser.add_argument(
+        "--notch",
+        choices=("50", "60", "none"),
+        default="50",
+        help="mains frequency to notch out (default 50)",
+    )
+    parser.add_argument(
+        "--adc-bits", type=int, default=12, help="ADC resolution for --units counts"
+    )
+    parser.add_argument("--vref", type=float, default=3.3, help="ADC full-scale volts for counts")
+    parser.add_argument("--gain", type=float, default=1.0, help="front-end gain before the ADC")
+    parser.add_argument(
+        "--floor-uv", type=float, help="known resting floor (e.g. from calibration)"
+    )
+
+
+def pipeline_config(
+    args: argparse.Namespace, fs: float, channels: tuple[str, ...], units: str
+) -> PipelineConfig:
+    """The pipeline configuration the shared options describe."""
+    notch = None if args.notch == "none" else float(args.notch)
+    return PipelineConfig(
+        fs=fs,
+        channels=channels,
+        mode=args.mode,
+        device=args.device,
+        scaling=ScalingConfig(
+            units=units, adc_bits=args.adc_bits, adc_vref_v=args.vref, gain=args.gain
+        ),
+        filter=FilterConfig(notch_hz=notch),
+        detector=DetectorConfig(initial_floor_uv=args.floor_uv),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with open_recording(
+            args.file, fs=args.fs, channels=_channel_args(args.channels), units=args.units
+        ) as recording:
+            info = recording.info
+            units = info.units or _assume_microvolts(info.path)
+            config = pipeline_config(args, info.fs, info.channels, units)
+            start = _parse_start(args.start)
+            with atomic_text_output(args.out) as stream:
+                summary = replay(
+                    recording,
+                    config,
+                    EventWriter(stream, args.fmt),
+                    start=start,
+                    progress=not args.no_progress,
+                    block_size=args.block_size,
+                )
+    except (RecordingError, ConfigError, ValueError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    print(summary.format_text(), file=sys.stderr)
+    return 0
+
+
+def replay(
+    recording: Recording,
+    config: PipelineConfig,
+    writer: EventWriter,
+    *,
+    start: datetime | None = None,
+    progress: bool = True,
+    block_size: int = DEFAULT_BLOCK,
+) -> RunSummary:
+    """Stream the recording through a fresh pipeline, writing as it goes; returns the totals."""
+    pipeline = Pipeline(config, source_id=recording.info.source_id, session_start=start)
+    summary = RunSummary(config.channels)
+    bar = tqdm(
+        total=recording.info.n_samples,
+        unit="sample",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=not progress or None,
+        desc=recording.info.path.name,
+        leave=False,
+    )
+    with bar:
+        for block in recording.blocks(block_size):
+            _record(pipeline.process(block), writer, summary)
+            bar.update(len(block))
+    _record(pipeline.finish(), writer, summary)
+    if pipeline.samples_in == 0:
+        raise RecordingError(f"{recording.info.path} holds no samples; nothing to replay")
+    summary.duration_s = pipeline.duration_s
+    writer.summary(
+        {
+            "file": str(recording.info.path),
+            "source_id": recording.info.source_id,
+            "fs": config.fs,
+            **summary.as_dict(),
+        }
+    )
+    return summary
+
+
+def _record(output: PipelineOutput, writer: EventWriter, summary: RunSummary) -> None:
+    for change in output.quality_changes:
+        writer.quality(change)
+    for event in output.events:
+        writer.event(event)
+    summary.add_events(output.events)
+    summary.add_state_changes(output.state_changes)
+
+
+def _channel_args(values: list[str] | None) -> list[str | int] | None:
+    if not values:
+        return None
+    return [int(v) if v.lstrip("-").isdigit() else v for v in values]
+
+
+def _assume_microvolts(path: Path) -> str:
+    print(
+        f"{PROG}: note: {path.name} does not state its units; assuming microvolts "
+        "(pass --units to say otherwise)",
+        file=sys.stderr,
+    )
+    return "uV"
+
+
+def _parse_start(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ValueError(
+            f"--start {text!r} is not an ISO 8601 time such as 2026-11-21T22:30:00Z"
+        ) from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
