@@ -147,10 +147,6 @@ class EnvelopeConfig:
             self.window_s >= self.hop_s,
             f"envelope.window_s ({self.window_s}) must be at least envelope.hop_s ({self.hop_s})",
         )
-        _require(
-            self.hop_s * fs >= 1,
-            f"envelope.hop_s {self.hop_s} s is shorter than one sample at {fs:g} Hz",
-        )
         _require(self.tick_s >= self.hop_s, "envelope.tick_s must be at least envelope.hop_s")
 
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# crampwatch set-up and entry points. Creates .venv (and installs what is missing) on first use.
+#   ./run.sh demo [OPTIONS]   simulated night through the full pipeline, events printed
+#   ./run.sh test [PYTEST ARGS]   the whole test suite
+#   ./run.sh bench [OPTIONS]  benchmarks (installs the peers NeuroKit2 and BioSPPy)
+#   ./run.sh crampwatch ARGS  any crampwatch command inside the environment
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+    echo "run.sh: installing Debian packages: $*" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_python() {
+    if ! command -v python3 >/dev/null; then apt_install python3; fi
+    python3 - <<'PY' || { echo "run.sh: crampwatch needs Python 3.11 or newer" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+    if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+        apt_install "python3-venv"
+    fi
+}
+
+ensure_venv() {
+    local extras="$1" stamp="$VENV/.installed-$1"
+    ensure_python
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    local wanted
+    wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+        echo "run.sh: installing crampwatch[$extras] into $VENV" >&2
+        "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+        "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+        echo "$wanted" > "$stamp"
+    fi
+}
+
+command="${1:-help}"
+[ $# -gt 0 ] && shift
+case "$command" in
+    demo)
+        ensure_venv research
+        exec "$VENV/bin/crampwatch" demo "$@" ;;
+    test)
+        ensure_venv research,test
+        exec "$VENV/bin/python" -m pytest -n 2 "$@" ;;
+    bench)
+        ensure_venv research,bench
+        exec "$VENV/bin/python" -m benchmarks "$@" ;;
+    crampwatch)
+        ensure_venv research
+        exec "$VENV/bin/crampwatch" "$@" ;;
+    *)
+        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        [ "$command" = help ] || exit 2 ;;
+esac
