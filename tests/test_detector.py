@@ -225,7 +225,7 @@ def test_detection_works_at_the_supported_sampling_rates(fs: float) -> None:
 
 
 def test_a_rate_too_low_for_the_raw_band_is_a_clear_configuration_error() -> None:
-    with pytest.raises(ConfigError, match="too low.*envelope"):
+    with pytest.raises(ConfigError, match=r"too low.*envelope"):
         PipelineConfig(fs=40.0)
     PipelineConfig(fs=40.0, mode="envelope")
 
