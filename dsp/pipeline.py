@@ -99,11 +99,17 @@ class Pipeline:
             np.maximum(env, 0.0, out=env)
         first_hop = self.envelope.hops_emitted - len(env)
         self.samples_in += len(block)
-        self._pending_scaled = np.concatenate([self._pending_scaled, scaled])
-        self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
-        self._pending_env = np.concatenate([self._pending_env, env])
         output = PipelineOutput(first_hop=first_hop, envelope=env)
-        self._run_ticks(len(self._pending_scaled) // self.tick_samples, output)
+        scaled, filtered, hops = self._complete_pending_tick(scaled, filtered, env, output)
+        n_ticks = len(scaled) // self.tick_samples
+        if n_ticks:
+            used, used_hops = n_ticks * self.tick_samples, n_ticks * self.hops_per_tick
+            self._run_ticks(scaled[:used], filtered[:used], hops[:used_hops], output)
+            scaled, filtered, hops = scaled[used:], filtered[used:], hops[used_hops:]
+        if len(scaled):
+            self._pending_scaled = np.concatenate([self._pending_scaled, scaled])
+            self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
+            self._pending_env = np.concatenate([self._pending_env, hops])
         return output
 
     def finish(self) -> PipelineOutput:
@@ -137,13 +143,37 @@ class Pipeline:
             )
         return block
 
-    def _run_ticks(self, n_ticks: int, output: PipelineOutput) -> None:
-        if n_ticks == 0:
-            return
+    def _complete_pending_tick(
+        self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray, output: PipelineOutput
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Finish the tick left over from earlier blocks; return what is left of this block."""
+        pending = len(self._pending_scaled)
+        if pending == 0:
+            return scaled, filtered, env
+        need = self.tick_samples - pending
+        if len(scaled) < need:
+            return scaled, filtered, env
+        need_hops = self.hops_per_tick - len(self._pending_env)
+        self._run_ticks(
+            np.concatenate([self._pending_scaled, scaled[:need]]),
+            np.concatenate([self._pending_filtered, filtered[:need]]),
+            np.concatenate([self._pending_env, env[:need_hops]]),
+            output,
+        )
+        self._pending_scaled = self._pending_scaled[:0]
+        self._pending_filtered = self._pending_filtered[:0]
+        self._pending_env = self._pending_env[:0]
+        return scaled[need:], filtered[need:], env[need_hops:]
+
+    def _run_ticks(
+        self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray, output: PipelineOutput
+    ) -> None:
+        """Quality and detection over whole ticks (arrays hold a whole number of ticks)."""
         n_ch, t_len, t_hops = self.config.n_channels, self.tick_samples, self.hops_per_tick
-        scaled = self._pending_scaled[: n_ticks * t_len].reshape(n_ticks, t_len, n_ch)
-        filtered = self._pending_filtered[: n_ticks * t_len].reshape(n_ticks, t_len, n_ch)
-        env = self._pending_env[: n_ticks * t_hops].reshape(n_ticks, t_hops, n_ch)
+        n_ticks = len(scaled) // t_len
+        scaled = scaled.reshape(n_ticks, t_len, n_ch)
+        filtered = filtered.reshape(n_ticks, t_len, n_ch)
+        env = env.reshape(n_ticks, t_hops, n_ch)
         quality = self.quality.assess(scaled, filtered, env)
         blocking = quality.blocking
         any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap
@@ -168,9 +198,6 @@ class Pipeline:
                 )
             self._collect(output)
         self._ticks_done += n_ticks
-        self._pending_scaled = self._pending_scaled[n_ticks * t_len :]
-        self._pending_filtered = self._pending_filtered[n_ticks * t_len :]
-        self._pending_env = self._pending_env[n_ticks * t_hops :]
 
     def _run_partial_tick(self, output: PipelineOutput) -> None:
         n_hops = len(self._pending_env)

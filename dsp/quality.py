@@ -52,9 +52,10 @@ class QualityAssessor:
         window = np.hanning(tick_samples)
         self._window_sum = window.sum()
         self._window_gain = self._window_sum / 2.0
-        phasor = window * np.exp(-2j * np.pi * (config.filter.notch_hz or 0.0) * t)
-        self._phasor_sum = phasor.sum()
-        self._projectors = np.stack([phasor, window.astype(complex)], axis=1)  # (samples, 2)
+        phase = 2 * np.pi * (config.filter.notch_hz or 0.0) * t
+        # Rows: windowed cosine, windowed sine, window; real, so one BLAS product per tick.
+        self._projectors = np.stack([window * np.cos(phase), window * np.sin(phase), window])
+        self._phasor_sums = self._projectors[:2].sum(axis=1)
 
     def assess(self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray) -> TickQuality:
         """Arrays of shape (ticks, samples or hops per tick, channels): input in uV, the filtered
@@ -94,9 +95,11 @@ class QualityAssessor:
         if not self.check_mains:
             return np.zeros(shape, dtype=bool)
         # Hann-windowed demodulation at the mains frequency, with the window's DC removed.
-        projections = np.tensordot(scaled, self._projectors, axes=([1], [0]))  # (ticks, ch, 2)
-        mean = projections[..., 1].real / self._window_sum
-        amplitude = np.abs(projections[..., 0] - mean * self._phasor_sum) / self._window_gain
+        projections = np.matmul(self._projectors, scaled)  # (ticks, 3, channels)
+        mean = projections[:, 2] / self._window_sum
+        cos_part = projections[:, 0] - mean * self._phasor_sums[0]
+        sin_part = projections[:, 1] - mean * self._phasor_sums[1]
+        amplitude = np.hypot(cos_part, sin_part) / self._window_gain
         mains_power = amplitude**2 / 2.0
         band_power = np.einsum("tnc,tnc->tc", filtered, filtered) / filtered.shape[1]
         total = mains_power + band_power
