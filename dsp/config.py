@@ -156,10 +156,14 @@ class QualityConfig:
 
     flat_uv: float = 0.05
     railed_fraction: float = 0.5
+    clipping_blocking_fraction: float = 0.1
+    gap_blocking_fraction: float = 0.5
     mains_fraction: float = 0.8
     settle_s: float = 1.0
 
     def validate(self) -> None:
+        for name in ("clipping_blocking_fraction", "gap_blocking_fraction"):
+            _require(0 < getattr(self, name) <= 1, f"quality.{name} must be in (0, 1]")
         _require(self.flat_uv >= 0, "quality.flat_uv must be >= 0")
         _require(0 < self.railed_fraction <= 1, "quality.railed_fraction must be in (0, 1]")
         _require(0 < self.mains_fraction <= 1, "quality.mains_fraction must be in (0, 1]")

@@ -128,6 +128,8 @@ class ChannelDetector:
         )
         self._below = 0
         self._dip = 0
+        self._in_dip = False
+        self._dip_low = 0.0
         self._max_window: deque[tuple[int, float]] = deque()
         self._settle_left = 0
         self._spectrum_freqs: np.ndarray | None = None
@@ -223,9 +225,17 @@ class ChannelDetector:
                 if self._below >= self.off_hold_hops:
                     stretch.run_end_hop = k - self._below + 1
                     self.mode = _PENDING
+                    # A dip that never recovered was the cramp fading out, not a phasic dip.
+                    run_end_s = self.tb.window_start_s(stretch.run_end_hop)
+                    if not stretch.cramp and self._tonic_for(run_end_s):
+                        self._declare_cramp(run_end_s)
                     return
-            if not stretch.cramp and self._tonic_long_enough(k):
-                self._declare_cramp(k)
+            if (
+                not stretch.cramp
+                and not self._in_dip
+                and self._tonic_for(self.tb.window_start_s(k))
+            ):
+                self._declare_cramp(self.tb.window_start_s(k))
 
     def _open(self, k: int, env: np.ndarray, i: int) -> None:
         recent = [*self._recent_ticks, env[:i]]
@@ -240,43 +250,53 @@ class ChannelDetector:
         self.mode = _ACTIVE
         self._below = 0
         self._dip = 0
+        self._in_dip = False
         self._max_window.clear()
         self._set_state(STATE_MOVEMENT, self.stretch.start_s)
 
     def _track_tonic(self, k: int, value: float) -> None:
+        """Follow dips: the envelope below `tonic_ratio` of its recent maximum for `dip_min_s`.
+
+        A dip that is followed by renewed activity (at least twice the dip's lowest value) marks
+        phasic activity: the tonic run starts again from there.
+        """
         window = self._max_window
         while window and window[-1][1] <= value:
             window.pop()
         window.append((k, value))
         if window[0][0] <= k - self.tonic_window_hops:
             window.popleft()
-        peak = window[0][1]
-        if peak > 0 and value < self.det.tonic_ratio * peak:
+        low = value < self.det.tonic_ratio * window[0][1]
+        if self._in_dip:
+            self._dip_low = min(self._dip_low, value)
+            if not low and value >= 2.0 * self._dip_low:
+                self._in_dip = False
+                self._dip = 0
+                assert self.stretch is not None
+                self.stretch.tonic_start_hop = k
+        elif low:
             self._dip += 1
-            if self._dip >= self.dip_min_hops and self.stretch is not None:
-                self.stretch.tonic_start_hop = k + 1
+            if self._dip >= self.dip_min_hops:
+                self._in_dip = True
+                self._dip_low = value
         else:
             self._dip = 0
 
-    def _tonic_long_enough(self, k: int) -> bool:
+    def _tonic_for(self, until_s: float) -> bool:
+        """Has the stretch been tonic for the cramp duration, up to `until_s`?"""
         stretch = self.stretch
         assert stretch is not None
         tonic_start_s = self.tb.window_end_s(stretch.tonic_start_hop - 1)
-        return self.tb.window_start_s(k) - tonic_start_s >= self.det.cramp_min_s
+        return until_s - tonic_start_s >= self.det.cramp_min_s
 
-    def _declare_cramp(self, k: int) -> None:
+    def _declare_cramp(self, until_s: float) -> None:
         stretch = self.stretch
         assert stretch is not None
         if stretch.tonic_start_hop > stretch.onset_hop:
             self._split_off_movement(stretch.tonic_start_hop)
         stretch.cramp = True
-        self._set_state(STATE_CRAMP, self.tb.window_end_s(k))
-        self._emit(
-            stretch,
-            PHASE_STARTED,
-            end_s=None,
-            duration_s=self.tb.window_start_s(k) - stretch.start_s,
-        )
+        self._set_state(STATE_CRAMP, until_s)
+        self._emit(stretch, PHASE_STARTED, end_s=None, duration_s=until_s - stretch.start_s)
 
     def _split_off_movement(self, cramp_onset_hop: int) -> None:
         """The stretch was phasic before it turned tonic: report that part as a movement."""

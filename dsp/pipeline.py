@@ -20,7 +20,7 @@ from dsp.detector import ChannelDetector, EventContext, Timebase
 from dsp.envelope import HopWindowStatistic
 from dsp.events import Event, QualityChange, StateChange
 from dsp.filters import StreamingSOSFilter, band_pass_notch_sos, envelope_lowpass_sos
-from dsp.quality import BLOCKING_PROBLEMS, QualityAssessor
+from dsp.quality import QualityAssessor
 from dsp.scaling import Scaler
 
 
@@ -240,6 +240,3 @@ class Pipeline:
             output.state_changes.extend(detector.state_changes)
             detector.events.clear()
             detector.state_changes.clear()
-
-
-__all__ = ["BLOCKING_PROBLEMS", "Pipeline", "PipelineOutput"]

@@ -12,25 +12,22 @@ ELECTRODE_OFF = "electrode_off"
 CLIPPING = "clipping"
 MAINS = "mains"
 GAP = "gap"
-# Problems that stop detection; clipping alone does not (a strong cramp may clip and is still a cramp).
-BLOCKING_PROBLEMS = frozenset({ELECTRODE_OFF, MAINS, GAP})
-# A tick counts as a gap that blocks detection when at least this share of its samples is missing.
-GAP_BLOCKING_FRACTION = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class TickQuality:
-    """Quality of complete ticks: boolean arrays of shape (ticks, channels) per problem."""
+    """Quality of complete ticks: boolean arrays of shape (ticks, channels) per problem.
+
+    `blocking` marks ticks where detection must stop: electrode off, mains, and gaps or clipping
+    when heavy (QualityConfig); a few dropped samples are held over, and a strong cramp that clips
+    now and then is still a cramp.
+    """
 
     electrode_off: np.ndarray
     clipping: np.ndarray
     mains: np.ndarray
     gap: np.ndarray
-    gap_fraction: np.ndarray
-
-    @property
-    def blocking(self) -> np.ndarray:
-        return self.electrode_off | self.mains | (self.gap_fraction >= GAP_BLOCKING_FRACTION)
+    blocking: np.ndarray
 
     def problems(self, tick: int, channel: int) -> tuple[str, ...]:
         names = (ELECTRODE_OFF, CLIPPING, MAINS, GAP)
@@ -77,7 +74,13 @@ class QualityAssessor:
         )
         clipping = (railed_fraction > 0) & ~electrode_off
         mains = self._mains_dominated(scaled, filtered, shape) & ~electrode_off
-        return TickQuality(electrode_off, clipping, mains, gap, gap_fraction)
+        blocking = (
+            electrode_off
+            | mains
+            | (gap_fraction >= self.config.gap_blocking_fraction)
+            | (railed_fraction >= self.config.clipping_blocking_fraction)
+        )
+        return TickQuality(electrode_off, clipping, mains, gap, blocking)
 
     def _railed_fraction(self, scaled: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         if self.rails_uv is None:
