@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dsp.config import PipelineConfig
+from dsp.config import PipelineConfig, ScalingConfig
 from dsp.evaluation import evaluate
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.evaluate_command import write_annotations_csv
@@ -26,7 +26,8 @@ BLOCK_SAMPLES = 65536
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="run a simulated night through the detector (no hardware needed)",
+        "demo",
+        help="run a simulated night through the detector (no hardware needed)",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     parser.add_argument("--hours", type=float, default=8.0, help="length of the night (default 8)")
@@ -42,15 +43,23 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.hours <= 24:
         print("crampwatch demo: error: --hours must be between 0 and 24", file=sys.stderr)
         return 2
-    plan = plan_night(args.seed, duration_s=args.hours * 3600.0, fs=args.fs,
-                      channels=("left_calf", "right_calf"))
+    plan = plan_night(
+        args.seed, duration_s=args.hours * 3600.0, fs=args.fs, channels=("left_calf", "right_calf")
+    )
     night_start = datetime(2026, 11, 20, 22, 30, tzinfo=UTC)
-    config = PipelineConfig(fs=args.fs, channels=plan.channels, device="demo")
+    config = PipelineConfig(
+        fs=args.fs,
+        channels=plan.channels,
+        device="demo",
+        scaling=ScalingConfig(units="uV", rails=plan.rails_uv),
+    )
     pipeline = Pipeline(config, source_id=f"demo-seed-{args.seed}", session_start=night_start)
     summary = RunSummary(plan.channels)
     ended: list[dict] = []
-    print(f"simulated night: {args.hours:g} h, {len(plan.channels)} channels at {args.fs:g} Hz, "
-          f"seed {args.seed}; events as the detector reports them:")
+    print(
+        f"simulated night: {args.hours:g} h, {len(plan.channels)} channels at {args.fs:g} Hz, "
+        f"seed {args.seed}; events as the detector reports them:"
+    )
     with atomic_text_output(args.out) if args.out else nullcontext(None) as stream:
         writer = EventWriter(stream, "jsonl") if stream else None
         for block in SyntheticEMG(plan, seed=args.seed).blocks(BLOCK_SAMPLES):
@@ -63,16 +72,23 @@ def run(args: argparse.Namespace) -> int:
         write_annotations_csv(args.truth_out, plan.annotations)
     print()
     print(summary.format_text())
-    report = evaluate(ended, plan.annotations, kinds=("cramp",),
-                      recording_hours=pipeline.duration_s / 3600)
+    report = evaluate(
+        ended, plan.annotations, kinds=("cramp",), recording_hours=pipeline.duration_s / 3600
+    )
     print()
     print("scored against the simulated night's ground truth:")
     print(report.format_text(max_listed=5))
     return 0
 
 
-def _show(output: PipelineOutput, night_start: datetime, summary: RunSummary, writer: EventWriter | None,
-          ended: list[dict], movements: bool) -> None:
+def _show(
+    output: PipelineOutput,
+    night_start: datetime,
+    summary: RunSummary,
+    writer: EventWriter | None,
+    ended: list[dict],
+    movements: bool,
+) -> None:
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
     for event in output.events:
