@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +11,7 @@ from dsp.config import PipelineConfig, ScalingConfig
 from dsp.envelope import HopWindowStatistic
 from dsp.filters import StreamingSOSFilter, band_pass_notch_sos
 from dsp.pipeline import Pipeline
+from hardware.synthetic_emg import SyntheticEMG, scenario
 from tests.signals import with_bursts
 
 FS = 500.0
@@ -111,3 +113,44 @@ def test_one_sample_blocks_give_the_same_events_as_one_call() -> None:
     one_by_one = pipeline_run(config, x, list(range(1, len(x))))
     assert np.array_equal(one_by_one[0], reference[0])
     assert one_by_one[1] == reference[1]
+
+
+@pytest.fixture(scope="module")
+def busy_night() -> tuple[PipelineConfig, np.ndarray]:
+    plan = scenario(
+        5,
+        fs=FS,
+        duration_s=240.0,
+        channels=("left", "right"),
+        events=[
+            ("cramp", 70.0, 95.0, "left"),
+            ("walking", 120.0, 170.0),
+            ("electrode_off", 180.0, 200.0, "right"),
+            ("gap", 205.0, 206.5),
+            ("movement", 215.0, 218.0),
+        ],
+    )
+    config = PipelineConfig(
+        fs=FS, channels=plan.channels, scaling=ScalingConfig(units="uV", rails=plan.rails_uv)
+    )
+    return config, SyntheticEMG(plan, seed=5).render()
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_a_synthetic_night_gives_identical_output_for_any_split(
+    data: st.DataObject, busy_night: tuple[PipelineConfig, np.ndarray]
+) -> None:
+    config, x = busy_night
+    reference = pipeline_run(config, x, [])
+    cuts = data.draw(splits(len(x)))
+    streamed = pipeline_run(config, x, cuts)
+    assert np.array_equal(streamed[0], reference[0])
+    assert streamed[1:] == reference[1:]
+    kinds = {(e["kind"], e["channel"]) for e in reference[1]}
+    assert ("cramp", "left") in kinds and ("movement", "right") in kinds
+    assert any(s.state == "signal_lost" for s in reference[2])
