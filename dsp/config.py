@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 INPUT_MODES = ("raw", "envelope")
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]+")
 INPUT_UNITS = ("counts", "V", "mV", "uV")
 _UNIT_TO_VOLTS = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
 
@@ -44,7 +48,11 @@ class ScalingConfig:
         )
         _require(1 <= self.adc_bits <= 32, f"scaling.adc_bits is {self.adc_bits}; use 1..32")
         _require(self.adc_vref_v > 0, f"scaling.adc_vref_v is {self.adc_vref_v}; it must be > 0")
-        _require(self.gain > 0, f"scaling.gain is {self.gain}; it must be > 0")
+        _require(
+            math.isfinite(self.gain) and self.gain > 0,
+            f"scaling.gain is {self.gain}; it must be > 0",
+        )
+        _require(math.isfinite(self.offset_v), f"scaling.offset_v is {self.offset_v}; give volts")
         if self.rails is not None:
             lo, hi = self.rails
             _require(lo < hi, f"scaling.rails {self.rails} must be (low, high) with low < high")
@@ -92,6 +100,11 @@ class FilterConfig:
 
     def validate(self, fs: float, mode: str) -> None:
         _require(1 <= self.order <= 12, f"filter.order is {self.order}; use 1..12")
+        _require(
+            0 < self.band_high_fraction_of_fs < 0.5,
+            f"filter.band_high_fraction_of_fs is {self.band_high_fraction_of_fs}; it must be "
+            "between 0 and 0.5 (the band must end below half the sampling rate)",
+        )
         if mode == "envelope":
             _require(
                 0 < self.envelope_lowpass_hz < fs / 2,
@@ -184,13 +197,14 @@ class DetectorConfig:
     movement_min_s: float = 0.5
     floor_window_s: float = 120.0
     floor_percentile: float = 20.0
-    floor_warmup_s: float = 5.0
+    floor_warmup_s: float = 1.0
     initial_floor_uv: float | None = None
     tonic_window_s: float = 1.5
     tonic_ratio: float = 0.25
     dip_min_s: float = 0.1
     trace_pre_s: float = 10.0
     trace_max_points: int = 600
+    max_event_s: float = 1800.0
 
     def validate(self) -> None:
         for name in ("on_factor", "off_factor"):
@@ -203,6 +217,10 @@ class DetectorConfig:
         for name in ("off_hold_s", "merge_gap_s", "movement_min_s", "trace_pre_s", "dip_min_s"):
             _require(getattr(self, name) >= 0, f"detector.{name} must be >= 0")
         _require(self.cramp_min_s > 0, "detector.cramp_min_s must be > 0")
+        _require(
+            self.max_event_s > self.cramp_min_s,
+            "detector.max_event_s must be longer than detector.cramp_min_s",
+        )
         _require(self.floor_window_s > 0, "detector.floor_window_s must be > 0")
         _require(0 <= self.floor_percentile <= 100, "detector.floor_percentile must be in 0..100")
         _require(self.floor_warmup_s >= 0, "detector.floor_warmup_s must be >= 0")
@@ -228,13 +246,19 @@ class PipelineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def __post_init__(self) -> None:
+        _require(
+            isinstance(self.fs, numbers.Real) and math.isfinite(self.fs) and self.fs > 0,
+            f"sampling rate fs={self.fs!r} must be a positive number of samples per second",
+        )
+        object.__setattr__(self, "fs", float(self.fs))
         object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
         self.validate()
 
     def validate(self) -> None:
         _require(
-            isinstance(self.fs, int | float) and self.fs > 0 and self.fs == self.fs,
-            f"sampling rate fs={self.fs!r} must be a positive number of samples per second",
+            bool(DEVICE_ID.fullmatch(self.device)),
+            f"device id {self.device!r} may use only letters, digits, '-' and '_' "
+            "(it becomes part of MQTT topics)",
         )
         _require(len(self.channels) >= 1, "at least one channel is needed")
         _require(

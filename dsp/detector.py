@@ -66,9 +66,6 @@ class Timebase:
     def window_start_s(self, hop_index: int) -> float:
         return max(0, (hop_index + 1) * self.hop - self.window) / self.fs
 
-    def center_s(self, hop_index: int) -> float:
-        return ((hop_index + 1) * self.hop - self.window / 2) / self.fs
-
 
 @dataclass
 class _Stretch:
@@ -132,10 +129,10 @@ class ChannelDetector:
         self._dip_low = 0.0
         self._max_window: deque[tuple[int, float]] = deque()
         self._settle_left = 0
-        self._spectrum_freqs: np.ndarray | None = None
+        self.tick_samples = hops_per_tick * timebase.hop
+        self._spectrum_freqs = np.fft.rfftfreq(self.tick_samples, 1 / timebase.fs)
         self._band = config.filter.effective_band(config.fs) if config.mode == "raw" else None
-        self.events: list[Event] = []
-        self.state_changes: list[StateChange] = []
+        self.records: list[Event | StateChange] = []  # in the order they happened
 
     # ---- per tick -------------------------------------------------------------------------------
 
@@ -148,9 +145,14 @@ class ChannelDetector:
         problems: tuple[str, ...],
         tick_max: float,
         tick_median: float,
+        partly_missing: bool = False,
     ) -> None:
-        """Take the envelope hops of one tick (and its filtered samples, for the spectrum);
-        `tick_max` and `tick_median` are of `env`, computed by the caller for all ticks at once."""
+        """Take the envelope hops of one tick (and its filtered samples, for the spectrum).
+
+        `tick_max` and `tick_median` are of `env`, computed by the caller for all ticks at once;
+        `partly_missing` says the tick's envelope was held over missing samples, so it does not
+        teach the noise floor.
+        """
         if blocked:
             self._process_blocked(first_hop)
         elif self._settle_left > 0:
@@ -159,7 +161,7 @@ class ChannelDetector:
         elif self.mode == _IDLE and tick_max <= self.on_thr:
             if self.state != STATE_IDLE:
                 self._set_state(STATE_IDLE, self.tb.window_end_s(first_hop - 1))
-            if len(env) == self.hops_per_tick:
+            if len(env) == self.hops_per_tick and not partly_missing:
                 self.floor.add(tick_median)
                 self._update_thresholds()
         else:
@@ -174,7 +176,7 @@ class ChannelDetector:
     def finish(self, next_hop: int) -> None:
         """End of the recording: close whatever is open."""
         if self.stretch is not None:
-            self._close(self.tb.window_end_s(next_hop - 1), extra_problem="recording_ended")
+            self._close_early(self.tb.window_end_s(next_hop - 1), "recording_ended")
 
     # ---- internals ------------------------------------------------------------------------------
 
@@ -189,7 +191,7 @@ class ChannelDetector:
     def _process_blocked(self, first_hop: int, settling: bool = False) -> None:
         at_s = self.tb.window_end_s(first_hop - 1)
         if self.stretch is not None:
-            self._close(at_s, extra_problem="signal_lost")
+            self._close_early(at_s, "signal_lost")
         if not settling:
             self._settle_left = self.settle_ticks
         self._set_state(STATE_SIGNAL_LOST, at_s)
@@ -230,12 +232,20 @@ class ChannelDetector:
                     if not stretch.cramp and self._tonic_for(run_end_s):
                         self._declare_cramp(run_end_s)
                     return
+            now_s = self.tb.window_start_s(k)
             if (
-                not stretch.cramp
+                self._below == 0
+                and not stretch.cramp
                 and not self._in_dip
-                and self._tonic_for(self.tb.window_start_s(k))
+                and self._tonic_for(now_s)
             ):
-                self._declare_cramp(self.tb.window_start_s(k))
+                self._declare_cramp(now_s)
+            if now_s - stretch.start_s >= self.det.max_event_s:
+                # Hours of "activity" is a baseline shift (electrode, posture), not a cramp: close
+                # the stretch and learn the floor afresh.
+                self._close(now_s, extra_problem="too_long")
+                self.floor.reset()
+                self._update_thresholds()
 
     def _open(self, k: int, env: np.ndarray, i: int) -> None:
         recent = [*self._recent_ticks, env[:i]]
@@ -322,7 +332,20 @@ class ChannelDetector:
         stretch.values = stretch.values[split:]
         stretch.onset_hop = cramp_onset_hop
         stretch.start_s = cramp_start_s
-        stretch.spectrum = None
+
+    def _close_early(self, at_s: float, problem: str) -> None:
+        """The stretch is cut short (signal lost, recording over) at `at_s`.
+
+        A stretch already past its last active run ends where that run ended; if the signal was
+        lost so soon after, the event still says so (the loss may be why the envelope fell).
+        """
+        stretch = self.stretch
+        assert stretch is not None
+        if self.mode == _PENDING:
+            lost = problem if problem == "signal_lost" else None
+            self._close(self.tb.window_start_s(stretch.run_end_hop), extra_problem=lost)
+        else:
+            self._close(at_s, extra_problem=problem)
 
     def _close(self, end_s: float, extra_problem: str | None = None) -> None:
         stretch = self.stretch
@@ -343,10 +366,16 @@ class ChannelDetector:
         kind = KIND_CRAMP if stretch.cramp else KIND_MOVEMENT
         ctx = self.context
         event_id = stable_event_id(
-            ctx.source_id, ctx.device, self.channel, kind, stretch.onset_hop, ctx.settings_hash
+            ctx.source_id,
+            ctx.session_start.isoformat(),
+            ctx.device,
+            self.channel,
+            kind,
+            stretch.onset_hop,
+            ctx.settings_hash,
         )
         quality = ",".join(sorted(stretch.problems)) or "good"
-        self.events.append(
+        self.records.append(
             Event(
                 event_id=event_id,
                 device=ctx.device,
@@ -374,24 +403,20 @@ class ChannelDetector:
         usable = len(series) // group * group
         binned = series[:usable].reshape(-1, group).mean(axis=1) if usable else series
         first_hop = stretch.onset_hop - len(stretch.pre)
-        t0 = self.tb.center_s(first_hop) + (group - 1) * self.hop_s / 2
+        t0 = self.tb.window_end_s(first_hop) + (group - 1) * self.hop_s / 2
         return EnvelopeTrace(
             t0_s=round(t0, 4), dt_s=round(group * self.hop_s, 6), uv=tuple(float(v) for v in binned)
         )
 
     def _add_spectrum(self, filtered: np.ndarray) -> None:
+        """Add the tick's power spectrum (a partial tick is zero-padded to the tick length)."""
         stretch = self.stretch
         assert stretch is not None
-        power = np.abs(np.fft.rfft(filtered * np.hanning(len(filtered)))) ** 2
-        if self._spectrum_freqs is None or len(self._spectrum_freqs) != len(power):
-            self._spectrum_freqs = np.fft.rfftfreq(len(filtered), 1 / self.tb.fs)
-        if stretch.spectrum is None or len(stretch.spectrum) != len(power):
-            stretch.spectrum = power
-        else:
-            stretch.spectrum = stretch.spectrum + power
+        power = np.abs(np.fft.rfft(filtered * np.hanning(len(filtered)), n=self.tick_samples)) ** 2
+        stretch.spectrum = power if stretch.spectrum is None else stretch.spectrum + power
 
     def _median_frequency(self, spectrum: np.ndarray | None) -> float | None:
-        if spectrum is None or self._spectrum_freqs is None or self._band is None:
+        if spectrum is None or self._band is None:
             return None
         freqs = self._spectrum_freqs
         in_band = (freqs >= self._band[0]) & (freqs <= self._band[1])
@@ -404,4 +429,4 @@ class ChannelDetector:
     def _set_state(self, state: str, at_s: float) -> None:
         if state != self.state:
             self.state = state
-            self.state_changes.append(StateChange(self.channel, state, at_s))
+            self.records.append(StateChange(self.channel, state, at_s))

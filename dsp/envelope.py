@@ -49,3 +49,36 @@ class HopWindowStatistic:
         if self.rms:
             np.sqrt(means, out=means)
         return np.ascontiguousarray(means.T)
+
+
+class MissingSampleTracker:
+    """Which hops' windows contain missing (non-finite) samples, carried across blocks.
+
+    Such a hop's envelope is not a measurement of the muscle (the filter held the last sample), so
+    the pipeline reports it as missing and the detector holds the envelope over it.
+    """
+
+    def __init__(self, window: int, hop: int, n_channels: int) -> None:
+        self.window, self.hop = window, hop
+        self._last_missing = np.full(n_channels, -(2**62), dtype=np.int64)
+        self._consumed = 0
+
+    def process(self, block: np.ndarray) -> np.ndarray | None:
+        """Boolean (hops ending in this block, channels), or None when no such hop is affected."""
+        start, n = self._consumed, block.shape[0]
+        self._consumed += n
+        ends = np.arange((start // self.hop + 1) * self.hop, start + n + 1, self.hop)
+        finite = np.isfinite(block)
+        if finite.all():
+            if len(ends) == 0 or self._last_missing.max() < ends[0] - self.window:
+                return None
+            last_at_end = np.broadcast_to(self._last_missing, (len(ends), block.shape[1]))
+        else:
+            positions = np.where(finite, -(2**62), np.arange(start, start + n)[:, None])
+            np.maximum.accumulate(positions, axis=0, out=positions)
+            np.maximum(positions, self._last_missing, out=positions)
+            self._last_missing = positions[-1].copy()
+            if len(ends) == 0:
+                return None
+            last_at_end = positions[ends - 1 - start]
+        return last_at_end >= (ends - self.window)[:, None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 EVENT_SCHEMA = "crampwatch.event/1"
@@ -22,6 +22,7 @@ STATE_SIGNAL_LOST = "signal_lost"
 
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with millisecond precision and a `Z` suffix."""
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -64,7 +65,6 @@ class Event:
     envelope: EnvelopeTrace | None
     pipeline: dict[str, Any]
     session_start: datetime
-    tonic_fraction: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,7 +99,6 @@ class Event:
             "median_freq_hz": (
                 round(self.median_freq_hz, 2) if self.median_freq_hz is not None else None
             ),
-            "tonic_fraction": round(self.tonic_fraction, 3),
             "quality": self.quality,
             "envelope": self.envelope.to_dict() if self.envelope is not None else None,
             "pipeline": self.pipeline,

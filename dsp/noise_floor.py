@@ -28,6 +28,13 @@ class NoiseFloor:
     def ready(self) -> bool:
         return self._initial is not None or len(self._recent) >= self.warmup
 
+    def reset(self) -> None:
+        """Forget everything learned (the baseline has shifted); warm up again."""
+        self._recent.clear()
+        self._sorted.clear()
+        self._initial = None
+        self.value = float("nan")
+
     def add(self, tick_median_uv: float) -> None:
         """Take one quiet tick's median envelope and update the floor."""
         self._recent.append(tick_median_uv)

@@ -17,22 +17,32 @@ import numpy as np
 from dsp import __version__
 from dsp.config import PipelineConfig
 from dsp.detector import ChannelDetector, EventContext, Timebase
-from dsp.envelope import HopWindowStatistic
+from dsp.envelope import HopWindowStatistic, MissingSampleTracker
 from dsp.events import Event, QualityChange, StateChange
-from dsp.filters import StreamingSOSFilter, band_pass_notch_sos, envelope_lowpass_sos
-from dsp.quality import QualityAssessor
+from dsp.filters import (
+    StreamingSOSFilter,
+    band_pass_notch_sos,
+    envelope_lowpass_sos,
+    hold_missing,
+)
+from dsp.quality import QualityAssessor, TickQuality
 from dsp.scaling import Scaler
 
 
 @dataclass
 class PipelineOutput:
-    """What one call produced: envelope hops (uV) from hop `first_hop` on, and what happened."""
+    """What one call produced: envelope hops (uV) from hop `first_hop` on, and what happened.
+
+    Envelope hops whose window holds missing samples are NaN.
+    """
 
     first_hop: int
     envelope: np.ndarray
     events: list[Event] = field(default_factory=list)
     state_changes: list[StateChange] = field(default_factory=list)
     quality_changes: list[QualityChange] = field(default_factory=list)
+    records: list[Event | StateChange | QualityChange] = field(default_factory=list)
+    """Everything above in the order it happened (the same order whatever the block split)."""
 
 
 class Pipeline:
@@ -77,6 +87,8 @@ class Pipeline:
             ChannelDetector(config, name, self.context, self.timebase, self.hops_per_tick)
             for name in config.channels
         ]
+        self.missing = MissingSampleTracker(self.window, self.hop, n_ch)
+        self._last_envelope = np.zeros(n_ch)
         self._pending_scaled = np.empty((0, n_ch))
         self._pending_filtered = np.empty((0, n_ch))
         self._pending_env = np.empty((0, n_ch))
@@ -99,8 +111,9 @@ class Pipeline:
             np.maximum(env, 0.0, out=env)
         first_hop = self.envelope.hops_emitted - len(env)
         self.samples_in += len(block)
+        env, held = self._hold_missing_hops(env, self.missing.process(scaled))
         output = PipelineOutput(first_hop=first_hop, envelope=env)
-        scaled, filtered, hops = self._complete_pending_tick(scaled, filtered, env, output)
+        scaled, filtered, hops = self._complete_pending_tick(scaled, filtered, held, output)
         n_ticks = len(scaled) // self.tick_samples
         if n_ticks:
             used, used_hops = n_ticks * self.tick_samples, n_ticks * self.hops_per_tick
@@ -121,7 +134,14 @@ class Pipeline:
             return output
         self.finished = True
         if len(self._pending_env):
-            self._run_partial_tick(output)
+            used = len(self._pending_env) * self.hop
+            self._run_ticks(
+                self._pending_scaled[:used],
+                self._pending_filtered[:used],
+                self._pending_env,
+                output,
+                partial=True,
+            )
         next_hop = self.envelope.hops_emitted
         for detector in self.detectors:
             detector.finish(next_hop)
@@ -142,6 +162,18 @@ class Pipeline:
                 f"{list(self.config.channels)}, got shape {block.shape}"
             )
         return block
+
+    def _hold_missing_hops(
+        self, env: np.ndarray, missing: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(envelope to report, with NaN where samples were missing; envelope to detect on, held
+        at its last measured value over those hops, so a dropout is neither a dip nor an onset)."""
+        if missing is None:
+            if len(env):
+                self._last_envelope[:] = env[-1]
+            return env, env
+        reported = np.where(missing, np.nan, env)
+        return reported, hold_missing(reported, self._last_envelope)
 
     def _complete_pending_tick(
         self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray, output: PipelineOutput
@@ -166,23 +198,38 @@ class Pipeline:
         return scaled[need:], filtered[need:], env[need_hops:]
 
     def _run_ticks(
-        self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray, output: PipelineOutput
+        self,
+        scaled: np.ndarray,
+        filtered: np.ndarray,
+        env: np.ndarray,
+        output: PipelineOutput,
+        *,
+        partial: bool = False,
     ) -> None:
-        """Quality and detection over whole ticks (arrays hold a whole number of ticks)."""
-        n_ch, t_len, t_hops = self.config.n_channels, self.tick_samples, self.hops_per_tick
+        """Quality and detection over whole ticks, or over the last, partial tick at the end."""
+        n_ch = self.config.n_channels
+        t_len, t_hops = (
+            (len(scaled), len(env)) if partial else (self.tick_samples, self.hops_per_tick)
+        )
         n_ticks = len(scaled) // t_len
         scaled = scaled.reshape(n_ticks, t_len, n_ch)
         filtered = filtered.reshape(n_ticks, t_len, n_ch)
         env = env.reshape(n_ticks, t_hops, n_ch)
-        quality = self.quality.assess(scaled, filtered, env)
-        blocking = quality.blocking
+        if not partial:
+            quality = self.quality.assess(scaled, filtered, env)
+        elif t_hops >= self.hops_per_tick / 2:
+            quality = QualityAssessor(self.config, self.scaler.rails_uv, t_len).assess(
+                scaled, filtered, env
+            )
+        else:  # too short a tail to judge flatness or hum
+            quality = TickQuality.good((1, n_ch))
         any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap
         spectra = self.config.mode == "raw"
         tick_max = env.max(axis=1).tolist()
         tick_median = np.median(env, axis=1).tolist()
-        blocked = blocking.tolist()
+        blocked = quality.blocking.tolist()
         for t in range(n_ticks):
-            first_hop = (self._ticks_done + t) * t_hops
+            first_hop = (self._ticks_done + t) * self.hops_per_tick
             at_s = first_hop * self.hop / self.config.fs
             for c, detector in enumerate(self.detectors):
                 problems = quality.problems(t, c) if any_problem[t, c] else ()
@@ -195,48 +242,29 @@ class Pipeline:
                     problems,
                     tick_max[t][c],
                     tick_median[t][c],
+                    partly_missing=bool(quality.gap[t, c]),
                 )
             self._collect(output)
         self._ticks_done += n_ticks
-
-    def _run_partial_tick(self, output: PipelineOutput) -> None:
-        n_hops = len(self._pending_env)
-        n_samples = n_hops * self.hop
-        scaled = self._pending_scaled[None, :n_samples]
-        filtered = self._pending_filtered[None, :n_samples]
-        assessor = QualityAssessor(self.config, self.scaler.rails_uv, n_samples)
-        quality = assessor.assess(scaled, filtered, self._pending_env[None])
-        first_hop = self._ticks_done * self.hops_per_tick
-        at_s = first_hop * self.hop / self.config.fs
-        for c, detector in enumerate(self.detectors):
-            problems = quality.problems(0, c)
-            self._note_quality(c, problems, at_s, output)
-            env = self._pending_env[:, c]
-            detector.process_tick(
-                first_hop,
-                env,
-                filtered[0, :, c] if self.config.mode == "raw" else None,
-                bool(quality.blocking[0, c]),
-                problems,
-                float(env.max()),
-                float(np.median(env)),
-            )
 
     def _note_quality(
         self, channel: int, problems: tuple[str, ...], at_s: float, output: PipelineOutput
     ) -> None:
         if problems != self._problems[channel]:
             self._problems[channel] = problems
-            output.quality_changes.append(
-                QualityChange(self.config.channels[channel], at_s, problems)
-            )
+            change = QualityChange(self.config.channels[channel], at_s, problems)
+            output.quality_changes.append(change)
+            output.records.append(change)
 
     def _collect(self, output: PipelineOutput) -> None:
         """Move what the detectors produced into the output, tick by tick, channel by channel."""
         for detector in self.detectors:
-            if not detector.events and not detector.state_changes:
+            if not detector.records:
                 continue
-            output.events.extend(detector.events)
-            output.state_changes.extend(detector.state_changes)
-            detector.events.clear()
-            detector.state_changes.clear()
+            for record in detector.records:
+                output.records.append(record)
+                if isinstance(record, Event):
+                    output.events.append(record)
+                else:
+                    output.state_changes.append(record)
+            detector.records.clear()

@@ -29,6 +29,12 @@ class TickQuality:
     gap: np.ndarray
     blocking: np.ndarray
 
+    @classmethod
+    def good(cls, shape: tuple[int, int]) -> TickQuality:
+        """No problem anywhere."""
+        clear = np.zeros(shape, dtype=bool)
+        return cls(clear, clear, clear, clear, clear)
+
     def problems(self, tick: int, channel: int) -> tuple[str, ...]:
         names = (ELECTRODE_OFF, CLIPPING, MAINS, GAP)
         flags = (self.electrode_off, self.clipping, self.mains, self.gap)
@@ -58,17 +64,21 @@ class QualityAssessor:
         """Arrays of shape (ticks, samples or hops per tick, channels): input in uV, the filtered
         signal, and the envelope hops."""
         shape = (scaled.shape[0], scaled.shape[2])
-        if np.isfinite(scaled).all():
+        finite = np.isfinite(scaled)
+        railed_fraction = self._railed_fraction(scaled, shape)  # NaN is never at a rail
+        if finite.all():
             gap_fraction = np.zeros(shape)
         else:
-            gap_fraction = 1.0 - np.isfinite(scaled).mean(axis=1)
-            scaled = np.where(np.isfinite(scaled), scaled, 0.0)
+            gap_fraction = 1.0 - finite.mean(axis=1)
+            # Missing samples take the tick's mean, so they add no step and no hum.
+            zeroed = np.where(finite, scaled, 0.0)
+            count = np.maximum(finite.sum(axis=1, keepdims=True), 1)
+            scaled = np.where(finite, scaled, zeroed.sum(axis=1, keepdims=True) / count)
         gap = gap_fraction > 0
         if self.raw_mode:
             flat = env.max(axis=1) <= self.config.flat_uv
         else:
             flat = env.max(axis=1) - env.min(axis=1) <= self.config.flat_uv
-        railed_fraction = self._railed_fraction(scaled, shape)
         electrode_off = (flat | (railed_fraction >= self.config.railed_fraction)) & (
             gap_fraction < 1
         )

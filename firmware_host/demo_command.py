@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dsp.config import PipelineConfig, ScalingConfig
+from dsp.config import ConfigError, PipelineConfig, ScalingConfig
 from dsp.evaluation import evaluate
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.evaluate_command import write_annotations_csv
@@ -43,16 +43,23 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.hours <= 24:
         print("crampwatch demo: error: --hours must be between 0 and 24", file=sys.stderr)
         return 2
-    plan = plan_night(
-        args.seed, duration_s=args.hours * 3600.0, fs=args.fs, channels=("left_calf", "right_calf")
-    )
+    try:
+        plan = plan_night(
+            args.seed,
+            duration_s=args.hours * 3600.0,
+            fs=args.fs,
+            channels=("left_calf", "right_calf"),
+        )
+        config = PipelineConfig(
+            fs=args.fs,
+            channels=plan.channels,
+            device="demo",
+            scaling=ScalingConfig(units="uV", rails=plan.rails_uv),
+        )
+    except (ConfigError, ValueError) as error:
+        print(f"crampwatch demo: error: {error}", file=sys.stderr)
+        return 2
     night_start = datetime(2026, 11, 20, 22, 30, tzinfo=UTC)
-    config = PipelineConfig(
-        fs=args.fs,
-        channels=plan.channels,
-        device="demo",
-        scaling=ScalingConfig(units="uV", rails=plan.rails_uv),
-    )
     pipeline = Pipeline(config, source_id=f"demo-seed-{args.seed}", session_start=night_start)
     summary = RunSummary(plan.channels)
     ended: list[dict] = []

@@ -31,7 +31,6 @@ CSV_COLUMNS = (
     "floor_uv",
     "area_uvs",
     "median_freq_hz",
-    "tonic_fraction",
     "quality",
 )
 OUTPUT_FORMATS = ("jsonl", "csv")

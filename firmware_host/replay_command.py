@@ -7,13 +7,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hardware.recordings import Recording, RecordingError, open_recording
 from tqdm import tqdm
 
 from dsp.config import ConfigError, DetectorConfig, FilterConfig, PipelineConfig, ScalingConfig
+from dsp.events import Event, QualityChange
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.event_output import OUTPUT_FORMATS, EventWriter, atomic_text_output
 from firmware_host.run_summary import RunSummary
+from hardware.recordings import Recording, RecordingError, open_recording
 
 PROG = "crampwatch replay"
 DEFAULT_BLOCK = 65536
@@ -168,10 +169,11 @@ def replay(
 
 
 def _record(output: PipelineOutput, writer: EventWriter, summary: RunSummary) -> None:
-    for change in output.quality_changes:
-        writer.quality(change)
-    for event in output.events:
-        writer.event(event)
+    for record in output.records:
+        if isinstance(record, Event):
+            writer.event(record)
+        elif isinstance(record, QualityChange):
+            writer.quality(record)
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
 

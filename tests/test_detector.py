@@ -234,3 +234,130 @@ def test_blocks_with_the_wrong_channel_count_are_refused() -> None:
     pipeline = Pipeline(PipelineConfig(fs=FS, channels=("a", "b")))
     with pytest.raises(ValueError, match=r"shape \(samples, 2\)"):
         pipeline.process(np.zeros((10, 3)))
+
+
+# ---- edge cases ------------------------------------------------------------------------------
+
+
+def test_a_short_dropout_inside_a_cramp_neither_splits_nor_demotes_it() -> None:
+    for at in (22.0, 25.0, 31.0):
+        x = with_bursts(FS, 50, [(20.0, 34.0, 40.0)])
+        x[round(at * FS) : round((at + 0.3) * FS), 0] = np.nan
+        events, _, quality = run(x)
+        assert [(e.kind, e.phase) for e in events] == [("cramp", "started"), ("cramp", "ended")]
+        assert abs(events[-1].start_s - 20.0) < 0.3
+        assert any("gap" in q.problems for q in quality)
+
+
+def test_missing_samples_do_not_look_like_clipping_or_hum() -> None:
+    x = with_bursts(FS, 40, [])
+    counts = np.round(x / 3.0 + 2048)  # 3 uV per count around mid-scale
+    counts[round(15 * FS) : round(15.03 * FS), 0] = np.nan
+    counts[round(25 * FS) : round(25.1 * FS), 0] = np.nan
+    config = PipelineConfig(
+        fs=FS, scaling=ScalingConfig(units="counts", adc_bits=12, adc_vref_v=4096 * 3e-3, gain=1000)
+    )
+    _, states, quality = run(counts, config)
+    assert all(set(q.problems) <= {"gap"} for q in quality)
+    assert not [s for s in states if s.state == "signal_lost"]
+    offset = with_bursts(FS, 40, []) + 1.65e6
+    offset[round(15 * FS) : round(15.03 * FS), 0] = np.nan
+    _, states, quality = run(offset)
+    assert all(set(q.problems) <= {"gap"} for q in quality)
+
+
+def test_a_cramp_that_begins_a_few_seconds_into_the_recording_is_found() -> None:
+    events, _, _ = run(with_bursts(FS, 80, [(3.0, 63.0, 40.0)]))
+    cramps = ended(events, "cramp")
+    assert len(cramps) == 1 and abs(cramps[0].start_s - 3.0) < 0.3
+
+
+def test_an_event_that_ended_before_the_recording_did_keeps_its_end() -> None:
+    events, _, _ = run(with_bursts(FS, 23, [(20.0, 22.0, 40.0)]))
+    assert len(events) == 1 and abs(events[0].end_s - 22.0) < 0.1
+    assert events[0].quality == "good"
+    events, _, _ = run(with_bursts(FS, 41, [(20.0, 40.5, 40.0)]))
+    assert ended(events)[0].quality == "recording_ended"
+
+
+def test_a_burst_just_under_the_cramp_duration_is_a_movement_and_times_never_run_back() -> None:
+    for length in (9.6, 9.98, 10.02):
+        events, states, _ = run(with_bursts(FS, 50, [(20.0, 20.0 + length, 40.0)]))
+        final = ended(events)[0]
+        started = [e for e in events if e.phase == "started"]
+        if final.kind == "cramp":
+            assert final.duration_s >= 10.0 and started[0].duration_s <= final.duration_s
+        times = [s.at_s for s in states]
+        assert times == sorted(times)
+
+
+def test_a_short_tail_at_the_end_is_not_read_as_electrode_off() -> None:
+    t = np.arange(round(35.02 * FS)) / FS
+    env = 3 + 0.3 * np.random.default_rng(1).standard_normal(len(t))
+    env[t >= 20] += 60
+    events, states, quality = run(env[:, None], PipelineConfig(fs=FS, mode="envelope"))
+    assert ended(events)[0].quality == "recording_ended"
+    assert not [s for s in states if s.state == "signal_lost"] and not quality
+
+
+def test_median_frequency_does_not_depend_on_where_the_recording_stops() -> None:
+    values = []
+    for stop in (41.0, 41.12, 41.5):
+        x = with_bursts(FS, stop, [(20.0, 45.0, 40.0)])
+        values.append(ended(run(x)[0])[0].median_freq_hz)
+    assert max(values) - min(values) <= 4.0
+
+
+def test_event_ids_differ_between_sessions_and_ignore_int_or_float_rates() -> None:
+    x = with_bursts(FS, 40, [(20.0, 25.0, 40.0)])
+    night1 = run(x, session_start=datetime(2026, 11, 20, 22, 0, tzinfo=UTC))[0]
+    night2 = run(x, session_start=datetime(2026, 11, 21, 22, 0, tzinfo=UTC))[0]
+    assert night1[0].event_id != night2[0].event_id
+    assert PipelineConfig(fs=500).settings_hash() == PipelineConfig(fs=500.0).settings_hash()
+
+
+def test_times_are_written_in_utc_whatever_the_session_zone() -> None:
+    from datetime import timedelta, timezone
+
+    plus_one = timezone(timedelta(hours=1))
+    x = with_bursts(FS, 40, [(20.0, 25.0, 40.0)])
+    events, _, _ = run(x, session_start=datetime(2026, 11, 21, 22, 30, tzinfo=plus_one))
+    assert events[0].to_dict()["start"].startswith("2026-11-21T21:30:20")
+
+
+def test_hours_of_raised_baseline_end_as_too_long_and_the_floor_relearns() -> None:
+    fs = 250.0
+    rng_x = with_bursts(fs, 2 * 3600, [(600.0, 7200.0, 20.0)], floor_uv=3.0)
+    rng_x[round(5000 * fs) : round(5004 * fs)] *= 4  # a movement on the new baseline
+    config = PipelineConfig(fs=fs, detector=DetectorConfig(max_event_s=1800.0))
+    events, _, _ = run(rng_x, config, block=50_000)
+    long_ones = [e for e in ended(events) if "too_long" in e.quality]
+    assert len(long_ones) == 1 and abs(long_ones[0].duration_s - 1800) < 2
+    assert any(4990 < e.start_s < 5010 for e in ended(events, "movement"))
+
+
+def test_the_envelope_trace_is_on_the_same_clock_as_start_and_end() -> None:
+    events, _, _ = run(with_bursts(FS, 60, [(20.0, 40.0, 60.0)]))
+    payload = ended(events)[0].to_dict()
+    trace = payload["envelope"]
+    times = trace["t0_s"] + trace["dt_s"] * np.arange(len(trace["uv"]))
+    above = times[np.asarray(trace["uv"]) > 3 * payload["floor_uv"] + 8]
+    assert abs(above[0] - payload["start_s"]) <= 2 * trace["dt_s"]
+    assert abs(above[-1] - payload["end_s"]) <= 0.3
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"fs": float("inf")},
+        {"fs": 1000.0, "device": "my/dev#+"},
+        {"fs": 1000.0, "scaling": ScalingConfig(offset_v=float("nan"))},
+    ],
+)
+def test_impossible_settings_are_refused_with_a_message(changes: dict) -> None:
+    with pytest.raises(ConfigError):
+        PipelineConfig(**changes)
+
+
+def test_numpy_sampling_rates_are_accepted() -> None:
+    assert PipelineConfig(fs=np.int64(1000)).fs == 1000.0

@@ -238,3 +238,49 @@ def test_demo_output_scores_against_its_ground_truth(tmp_path: Path) -> None:
         == 0
     )
     assert main(["evaluate", str(events), str(truth), "--json"]) == 0
+
+
+def test_the_output_is_the_same_whatever_the_block_size(night_npy: Path, tmp_path: Path) -> None:
+    outputs = []
+    for block in ("997", "65536"):
+        out = tmp_path / f"b{block}.jsonl"
+        assert (
+            main(
+                [
+                    "replay",
+                    str(night_npy),
+                    "--fs",
+                    "1000",
+                    "--no-progress",
+                    "--block-size",
+                    block,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]
+
+
+def test_start_time_with_a_zone_is_written_as_utc(night_npy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "zoned.jsonl"
+    assert (
+        main(
+            [
+                "replay",
+                str(night_npy),
+                "--fs",
+                "1000",
+                "--no-progress",
+                "--start",
+                "2026-11-21T22:30:00+01:00",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    first = next(e for e in read_lines(out) if "event_id" in e)
+    assert first["start"].startswith("2026-11-21T21:3") and first["start"].endswith("Z")
