@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from dsp import __version__
 from firmware_host import demo_command, evaluate_command, replay_command
+from firmware_host.allocator import keep_block_buffers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_block_buffers()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

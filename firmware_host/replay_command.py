@@ -139,6 +139,8 @@ def replay(
 ) -> RunSummary:
     """Stream the recording through a fresh pipeline, writing as it goes; returns the totals."""
     pipeline = Pipeline(config, source_id=recording.info.source_id, session_start=start)
+    # Whole ticks per block: the pipeline then never has to stitch a tick across blocks.
+    block_size = max(1, round(block_size / pipeline.tick_samples)) * pipeline.tick_samples
     summary = RunSummary(config.channels)
     bar = tqdm(
         total=recording.info.n_samples,

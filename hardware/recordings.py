@@ -1454,7 +1454,9 @@ class _NpyReader(_Reader):
     def _read_rows(self, handle: BinaryIO, start: int, rows: int) -> np.ndarray:
         offset = self.header.offset + start * self.width * self.header.dtype.itemsize
         values = self._read_exact(handle, offset, rows * self.width).reshape(rows, self.width)
-        return values[:, self.picked].astype(np.float64)
+        if self.picked == list(range(self.width)):
+            return values.astype(np.float64, order="C")
+        return values[:, self.picked].astype(np.float64, order="C")
 
     def _read_columns(self, handle: BinaryIO, start: int, rows: int) -> np.ndarray:
         out = np.empty((rows, len(self.picked)))
