@@ -63,6 +63,10 @@ class MissingSampleTracker:
         self._last_missing = np.full(n_channels, -(2**62), dtype=np.int64)
         self._consumed = 0
 
+    @property
+    def hops_seen(self) -> int:
+        return self._consumed // self.hop
+
     def process(self, block: np.ndarray) -> np.ndarray | None:
         """Boolean (hops ending in this block, channels), or None when no such hop is affected."""
         start, n = self._consumed, block.shape[0]

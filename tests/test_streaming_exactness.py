@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsp.config import PipelineConfig, ScalingConfig
-from dsp.envelope import HopWindowStatistic
-from dsp.filters import StreamingSOSFilter, band_pass_notch_sos
+from dsp.envelope import HopWindowStatistic, MissingSampleTracker
+from dsp.filters import StreamingSOSFilter, band_pass_notch_sos, envelope_lowpass_sos
 from dsp.pipeline import Pipeline
 from hardware.synthetic_emg import SyntheticEMG, scenario
 from tests.signals import with_bursts
@@ -50,14 +50,45 @@ def signal_with_everything(channels: int, seed: int = 3) -> np.ndarray:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cuts=splits(4000), channels=st.integers(1, 3))
-def test_filter_output_is_identical_for_any_block_split(cuts: list[int], channels: int) -> None:
+@given(cuts=splits(4000), channels=st.integers(1, 3), mode=st.sampled_from(["raw", "envelope"]))
+def test_filter_output_is_identical_for_any_block_split(
+    cuts: list[int], channels: int, mode: str
+) -> None:
     x = signal_with_everything(channels)[:4000]
-    config = PipelineConfig(fs=FS, channels=tuple(f"c{i}" for i in range(channels)))
-    whole = StreamingSOSFilter(band_pass_notch_sos(config), channels).process(x)
-    streamed = StreamingSOSFilter(band_pass_notch_sos(config), channels)
+    x[:7, -1] = np.nan  # a channel that starts with missing samples
+    config = PipelineConfig(fs=FS, channels=tuple(f"c{i}" for i in range(channels)), mode=mode)
+    sos = band_pass_notch_sos(config) if mode == "raw" else envelope_lowpass_sos(config)
+    whole = StreamingSOSFilter(sos, channels).process(x)
+    streamed = StreamingSOSFilter(sos, channels)
     parts = run_split(streamed.process, x, cuts)
     assert np.array_equal(np.concatenate(parts), whole)
+    assert np.isfinite(whole).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cuts=splits(3000), window=st.integers(1, 130), hop=st.integers(1, 40), seed=st.integers(0, 1000)
+)
+def test_missing_sample_marks_are_identical_for_any_block_split(
+    cuts: list[int], window: int, hop: int, seed: int
+) -> None:
+    window = max(window, hop)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((3000, 2))
+    x[rng.random((3000, 2)) < 0.003] = np.nan
+
+    def marks(tracker: MissingSampleTracker, part: np.ndarray) -> np.ndarray:
+        before = tracker.hops_seen
+        held = tracker.process(part)
+        count = tracker.hops_seen - before
+        return np.zeros((count, 2), dtype=bool) if held is None else held
+
+    whole = marks(MissingSampleTracker(window, hop, 2), x)
+    tracker = MissingSampleTracker(window, hop, 2)
+    assert np.array_equal(np.concatenate(run_split(lambda p: marks(tracker, p), x, cuts)), whole)
+    ends = (np.arange(len(whole)) + 1) * hop
+    expected = [[np.isnan(x[max(0, e - window) : e, c]).any() for c in range(2)] for e in ends]
+    assert np.array_equal(whole, np.array(expected, dtype=bool).reshape(-1, 2))
 
 
 @settings(max_examples=60, deadline=None)
