@@ -29,6 +29,7 @@ from typing import Any
 from dsp.annotations import ANNOTATION_KINDS, Annotation
 from dsp.evaluation import SCORABLE_KINDS, Detection, evaluate, to_detection
 from dsp.events import PHASE_STARTED
+from hardware.recordings import RecordingError, open_recording
 
 PROG = "crampwatch evaluate"
 EVENT_SCHEMA_PREFIX = "crampwatch.event/"
@@ -199,8 +200,11 @@ def _event_from(path: Path, number: int, obj: dict[str, Any]) -> Detection | Non
 
 
 def load_annotations(path: str | Path) -> list[Annotation]:
-    """Read ground truth: CSV `kind,start_s,end_s[,channel]` with a header, or JSON lines."""
+    """Read ground truth: CSV `kind,start_s,end_s[,channel]` with a header, JSON lines, or the
+    annotations of an EDF+/BDF+ file (texts `KIND` or `KIND CHANNEL`; other texts are skipped)."""
     path = Path(path)
+    if path.suffix.lower() in (".edf", ".bdf"):
+        return _edf_annotations(path)
     lines = _read_lines(path, "truth")
     annotations: list[Annotation] = []
     if _is_json_lines(lines):
@@ -263,6 +267,23 @@ def _annotation(
             f"(start_s={start_s:g}); swap or fix the times"
         )
     return Annotation(kind=kind, start_s=start_s, end_s=end_s, channel=channel)
+
+
+def _edf_annotations(path: Path) -> list[Annotation]:
+    try:
+        with open_recording(path) as recording:
+            found = recording.annotations()
+    except RecordingError as error:
+        raise InputFileError(str(error)) from error
+    annotations = []
+    for item in found:
+        words = item.text.strip().split()
+        if not words or words[0].lower() not in ANNOTATION_KINDS:
+            continue
+        channel = words[1] if len(words) > 1 else None
+        end = item.onset_s + (item.duration_s or 0.0)
+        annotations.append(Annotation(words[0].lower(), item.onset_s, end, channel))
+    return annotations
 
 
 def write_annotations_csv(path: str | Path, annotations: Iterable[Annotation]) -> None:

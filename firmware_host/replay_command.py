@@ -83,6 +83,14 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--floor-uv", type=float, help="known resting floor (e.g. from calibration)"
     )
+    parser.add_argument(
+        "--rails",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="lowest and highest value the recorder can give, in input units (known for "
+        "counts); enables the clipping check for recordings in volts",
+    )
 
 
 def pipeline_config(
@@ -96,7 +104,11 @@ def pipeline_config(
         mode=args.mode,
         device=args.device,
         scaling=ScalingConfig(
-            units=units, adc_bits=args.adc_bits, adc_vref_v=args.vref, gain=args.gain
+            units=units,
+            adc_bits=args.adc_bits,
+            adc_vref_v=args.vref,
+            gain=args.gain,
+            rails=tuple(args.rails) if args.rails else None,
         ),
         filter=FilterConfig(notch_hz=notch),
         detector=DetectorConfig(initial_floor_uv=args.floor_uv),

@@ -365,3 +365,28 @@ def test_bad_numbers(
     code, err = run_error(capsys, "evaluate", events_jsonl, truth_csv, f"{option}={value}")
     assert code == 2
     assert reason in err
+
+
+def test_edf_plus_annotations_serve_as_ground_truth(tmp_path: Path) -> None:
+    import edfio
+    import numpy as np
+
+    signal = edfio.EdfSignal(
+        np.zeros(200 * 100),
+        sampling_frequency=100,
+        label="left_calf",
+        physical_range=(-500, 500),
+        physical_dimension="uV",
+    )
+    notes = [
+        edfio.EdfAnnotation(60.0, 30.0, "cramp left_calf"),
+        edfio.EdfAnnotation(120.0, None, "marker"),
+        edfio.EdfAnnotation(130.0, 2.0, "lights off"),
+    ]
+    path = tmp_path / "night.edf"
+    edfio.Edf([signal], annotations=notes).write(path)
+    truth = load_annotations(path)
+    assert [(a.kind, a.start_s, a.end_s, a.channel) for a in truth] == [
+        ("cramp", 60.0, 90.0, "left_calf"),
+        ("marker", 120.0, 120.0, None),
+    ]

@@ -284,3 +284,32 @@ def test_start_time_with_a_zone_is_written_as_utc(night_npy: Path, tmp_path: Pat
     )
     first = next(e for e in read_lines(out) if "event_id" in e)
     assert first["start"].startswith("2026-11-21T21:3") and first["start"].endswith("Z")
+
+
+def test_rails_given_for_a_recording_in_microvolts_enable_the_clipping_check(
+    tmp_path: Path,
+) -> None:
+    x = np.clip(with_bursts(FS, 40, [(15.0, 30.0, 300.0)]), -400.0, 400.0)
+    path = tmp_path / "clipped.npy"
+    np.save(path, x)
+    out = tmp_path / "events.jsonl"
+    assert (
+        main(
+            [
+                "replay",
+                str(path),
+                "--fs",
+                "1000",
+                "--units",
+                "uV",
+                "--rails",
+                "-400",
+                "400",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert any("clipping" in r.get("problems", []) for r in read_lines(out))
