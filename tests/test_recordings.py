@@ -1,4 +1,4 @@
-"""Streaming readers for recorded EMG files (hardware/recordings.py)."""
+"""Streaming readers for recorded EMG files (the hardware.recordings package)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,171 @@
+"""WFDB records (.hea header + .dat signal files), read through the optional `wfdb` package."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardware.recordings.channels import _default_channels, _select_channels, _unique_names
+from hardware.recordings.errors import RecordingError
+from hardware.recordings.rates import _choose_rate
+from hardware.recordings.recording import Recording, _new_recording, _Reader
+from hardware.recordings.units import _declared_unit
+
+_RESEARCH_HINT = "pip install 'crampwatch[research]'"
+_WFDB_BYTES_PER_SAMPLE = {
+    "8": 1.0,
+    "16": 2.0,
+    "24": 3.0,
+    "32": 4.0,
+    "61": 2.0,
+    "80": 1.0,
+    "160": 2.0,
+    "212": 1.5,
+    "310": 4 / 3,
+    "311": 4 / 3,
+}
+
+
+def _with_extra_suffix(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+@contextlib.contextmanager
+def _quiet_deprecations() -> Iterator[None]:
+    """Hide third-party deprecation noise (wfdb calls deprecated pandas APIs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def _import_optional(module: str, what: str) -> Any:
+    try:
+        with _quiet_deprecations():
+            return __import__(module)
+    except ImportError as error:
+        raise RecordingError(
+            f"reading {what} needs the '{module}' package, which is not installed: {_RESEARCH_HINT}"
+        ) from error
+
+
+def _read_wfdb_header(record: Path) -> Any:
+    wfdb = _import_optional("wfdb", "WFDB records")
+    hea = _with_extra_suffix(record, ".hea")
+    try:
+        with _quiet_deprecations():
+            header = wfdb.rdheader(str(record))
+    except Exception as error:
+        raise RecordingError(
+            f"cannot read the WFDB header '{hea}' ({error}); check the file"
+        ) from error
+    if getattr(header, "seg_name", None) or not getattr(header, "n_sig", 0):
+        raise RecordingError(
+            f"'{hea}' is a multi-segment WFDB record or has no signals; only single-segment "
+            "records are supported - convert it with wfdb (e.g. rdrecord + wrsamp)"
+        )
+    return header
+
+
+def _wfdb_files(record: Path, header: Any) -> dict[str, list[int]]:
+    """Data file name -> indices of the signals stored in it."""
+    files: dict[str, list[int]] = {}
+    for i, name in enumerate(header.file_name):
+        files.setdefault(name, []).append(i)
+    return files
+
+
+def _samples_per_frame(header: Any) -> list[int | None]:
+    return header.samps_per_frame or [1] * header.n_sig
+
+
+def _check_wfdb_files(record: Path, header: Any, files: dict[str, list[int]]) -> None:
+    spf = _samples_per_frame(header)
+    offsets = header.byte_offset or [0] * header.n_sig
+    for name, signals in files.items():
+        data_file = record.parent / name
+        if not data_file.is_file():
+            raise RecordingError(
+                f"the WFDB header '{record}.hea' names the data file '{data_file}', which is "
+                "missing; copy the .dat next to the .hea"
+            )
+        per_sample = _WFDB_BYTES_PER_SAMPLE.get(str(header.fmt[signals[0]]))
+        if per_sample is None or not header.sig_len:
+            continue
+        frame = sum((spf[i] or 1) for i in signals)
+        needed = int(header.sig_len * frame * per_sample) + int(offsets[signals[0]] or 0)
+        size = data_file.stat().st_size
+        if size < needed:
+            raise RecordingError(
+                f"'{data_file}' is truncated: the header says {header.sig_len} samples "
+                f"({needed} bytes) but the file has {size} bytes; re-copy the record"
+            )
+
+
+def _open_wfdb(
+    record: Path, fs: float | None, channels: Sequence[str | int] | None, override: str | None
+) -> Recording:
+    header = _read_wfdb_header(record)
+    files = _wfdb_files(record, header)
+    _check_wfdb_files(record, header, files)
+    if not header.sig_len:
+        raise RecordingError(
+            f"'{record}.hea' does not give the record length; re-write it with wfdb"
+        )
+    names = _unique_names([str(n) for n in header.sig_name])
+    units_all = [_declared_unit(u) for u in (header.units or [None] * header.n_sig)]
+    picked = _select_channels(record, names, channels, _default_channels(units_all))
+    spf = _samples_per_frame(header)
+    if any((spf[i] or 1) != 1 for i in picked):
+        raise RecordingError(
+            f"'{record}.hea' stores several samples per frame (multi-rate record); resample it "
+            "to one rate first"
+        )
+    rate = _choose_rate(record, fs, [("its header", float(header.fs))])
+    hea = _with_extra_suffix(record, ".hea")
+    return _new_recording(
+        _WfdbReader(record, int(header.sig_len), picked),
+        record,
+        kind="wfdb",
+        fs=rate,
+        channels=tuple(names[i] for i in picked),
+        declared=[units_all[i] for i in picked],
+        override=override,
+        n_samples=int(header.sig_len),
+        source=record.parent / header.file_name[picked[0]],
+        source_extra=hea.read_bytes(),
+        info_path=hea,
+    )
+
+
+class _WfdbReader(_Reader):
+    def __init__(self, record: Path, n: int, picked: list[int]):
+        self.record = record
+        self.n = n
+        self.picked = picked
+
+    def chunks(self, hint: int) -> Iterator[np.ndarray]:
+        wfdb = _import_optional("wfdb", "WFDB records")
+        for start in range(0, self.n, hint):
+            stop = min(self.n, start + hint)
+            try:
+                with _quiet_deprecations():
+                    rec = wfdb.rdrecord(
+                        str(self.record),
+                        sampfrom=start,
+                        sampto=stop,
+                        channels=self.picked,
+                        physical=True,
+                        return_res=64,
+                    )
+            except Exception as error:
+                raise RecordingError(
+                    f"cannot read samples {start}-{stop} of WFDB record '{self.record}' "
+                    f"({error}); the record may be damaged - re-copy it"
+                ) from error
+            yield np.asarray(rec.p_signal, dtype=np.float64).reshape(stop - start, -1)
