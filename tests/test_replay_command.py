@@ -29,6 +29,11 @@ def night_npy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def replay_cli(*args: str) -> int:
+    """`crampwatch replay ARGS --no-progress`; returns the exit code."""
+    return main(["replay", *args, "--no-progress"])
+
+
 def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -37,7 +42,7 @@ def test_replay_writes_events_quality_and_a_summary(
     night_npy: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "events.jsonl"
-    assert main(["replay", str(night_npy), "--fs", "1000", "--no-progress", "--out", str(out)]) == 0
+    assert replay_cli(str(night_npy), "--fs", "1000", "--out", str(out)) == 0
     lines = read_lines(out)
     events = [line for line in lines if line.get("schema") == "crampwatch.event/1"]
     cramps = [e for e in events if e["kind"] == "cramp"]
@@ -53,39 +58,14 @@ def test_replaying_the_same_file_again_gives_the_same_event_ids(
 ) -> None:
     ids = []
     for name in ("a.jsonl", "b.jsonl"):
-        main(
-            [
-                "replay",
-                str(night_npy),
-                "--fs",
-                "1000",
-                "--no-progress",
-                "--out",
-                str(tmp_path / name),
-            ]
-        )
+        replay_cli(str(night_npy), "--fs", "1000", "--out", str(tmp_path / name))
         ids.append([e["event_id"] for e in read_lines(tmp_path / name) if "event_id" in e])
     assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0]) - 1  # started+ended share one id
 
 
 def test_channel_selection_by_index(night_npy: Path, tmp_path: Path) -> None:
     out = tmp_path / "one.jsonl"
-    assert (
-        main(
-            [
-                "replay",
-                str(night_npy),
-                "--fs",
-                "1000",
-                "--channel",
-                "1",
-                "--no-progress",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert replay_cli(str(night_npy), "--fs", "1000", "--channel", "1", "--out", str(out)) == 0
     events = [e for e in read_lines(out) if "event_id" in e]
     assert {e["channel"] for e in events} == {"ch1"} and not any(
         e["kind"] == "cramp" for e in events
@@ -101,7 +81,7 @@ def test_nan_runs_in_a_text_file_are_gaps_not_crashes(tmp_path: Path) -> None:
     ]
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "events.jsonl"
-    assert main(["replay", str(path), "--units", "uV", "--no-progress", "--out", str(out)]) == 0
+    assert replay_cli(str(path), "--units", "uV", "--out", str(out)) == 0
     records = read_lines(out)
     assert any(r.get("type") == "quality" and "gap" in r["problems"] for r in records)
     assert sum(r.get("kind") == "movement" for r in records) == 1
@@ -115,22 +95,18 @@ def test_envelope_mode_and_csv_output(tmp_path: Path) -> None:
     np.save(path, env)
     out = tmp_path / "events.csv"
     assert (
-        main(
-            [
-                "replay",
-                str(path),
-                "--fs",
-                "1000",
-                "--mode",
-                "envelope",
-                "--units",
-                "uV",
-                "--format",
-                "csv",
-                "--no-progress",
-                "--out",
-                str(out),
-            ]
+        replay_cli(
+            str(path),
+            "--fs",
+            "1000",
+            "--mode",
+            "envelope",
+            "--units",
+            "uV",
+            "--format",
+            "csv",
+            "--out",
+            str(out),
         )
         == 0
     )
@@ -177,20 +153,8 @@ def test_a_file_that_breaks_half_way_leaves_no_partial_output(
     path.write_text("emg\n" + "\n".join(rows) + "\n")
     out = tmp_path / "events.jsonl"
     assert (
-        main(
-            [
-                "replay",
-                str(path),
-                "--fs",
-                "1000",
-                "--units",
-                "uV",
-                "--no-progress",
-                "--block-size",
-                "4096",
-                "--out",
-                str(out),
-            ]
+        replay_cli(
+            str(path), "--fs", "1000", "--units", "uV", "--block-size", "4096", "--out", str(out)
         )
         != 0
     )
@@ -202,20 +166,7 @@ def test_truncated_npy_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture)
     path = tmp_path / "cut.npy"
     np.save(path, np.zeros((100000, 2)))
     path.write_bytes(path.read_bytes()[:-5000])
-    assert (
-        main(
-            [
-                "replay",
-                str(path),
-                "--fs",
-                "1000",
-                "--no-progress",
-                "--out",
-                str(tmp_path / "o.jsonl"),
-            ]
-        )
-        != 0
-    )
+    assert replay_cli(str(path), "--fs", "1000", "--out", str(tmp_path / "o.jsonl")) != 0
     assert "truncated" in capsys.readouterr().err.lower()
 
 
@@ -245,19 +196,7 @@ def test_the_output_is_the_same_whatever_the_block_size(night_npy: Path, tmp_pat
     for block in ("997", "65536"):
         out = tmp_path / f"b{block}.jsonl"
         assert (
-            main(
-                [
-                    "replay",
-                    str(night_npy),
-                    "--fs",
-                    "1000",
-                    "--no-progress",
-                    "--block-size",
-                    block,
-                    "--out",
-                    str(out),
-                ]
-            )
+            replay_cli(str(night_npy), "--fs", "1000", "--block-size", block, "--out", str(out))
             == 0
         )
         outputs.append(out.read_text())
@@ -267,18 +206,14 @@ def test_the_output_is_the_same_whatever_the_block_size(night_npy: Path, tmp_pat
 def test_start_time_with_a_zone_is_written_as_utc(night_npy: Path, tmp_path: Path) -> None:
     out = tmp_path / "zoned.jsonl"
     assert (
-        main(
-            [
-                "replay",
-                str(night_npy),
-                "--fs",
-                "1000",
-                "--no-progress",
-                "--start",
-                "2026-11-21T22:30:00+01:00",
-                "--out",
-                str(out),
-            ]
+        replay_cli(
+            str(night_npy),
+            "--fs",
+            "1000",
+            "--start",
+            "2026-11-21T22:30:00+01:00",
+            "--out",
+            str(out),
         )
         == 0
     )
@@ -294,21 +229,8 @@ def test_rails_given_for_a_recording_in_microvolts_enable_the_clipping_check(
     np.save(path, x)
     out = tmp_path / "events.jsonl"
     assert (
-        main(
-            [
-                "replay",
-                str(path),
-                "--fs",
-                "1000",
-                "--units",
-                "uV",
-                "--rails",
-                "-400",
-                "400",
-                "--no-progress",
-                "--out",
-                str(out),
-            ]
+        replay_cli(
+            str(path), "--fs", "1000", "--units", "uV", "--rails", "-400", "400", "--out", str(out)
         )
         == 0
     )
