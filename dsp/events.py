@@ -8,6 +8,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 EVENT_SCHEMA = "crampwatch.event/1"
+# The payload's keys, in order (DESIGN.md, schema crampwatch.event/1).
+EVENT_FIELDS = (
+    "schema",
+    "event_id",
+    "device",
+    "channel",
+    "kind",
+    "phase",
+    "start",
+    "end",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "peak_uv",
+    "mean_uv",
+    "floor_uv",
+    "area_uvs",
+    "median_freq_hz",
+    "quality",
+    "envelope",
+    "pipeline",
+)
 
 KIND_CRAMP = "cramp"
 KIND_MOVEMENT = "movement"

@@ -13,26 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from dsp.events import Event, QualityChange
+from dsp.events import EVENT_FIELDS, Event, QualityChange
 
-CSV_COLUMNS = (
-    "event_id",
-    "device",
-    "channel",
-    "kind",
-    "phase",
-    "start",
-    "end",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "peak_uv",
-    "mean_uv",
-    "floor_uv",
-    "area_uvs",
-    "median_freq_hz",
-    "quality",
-)
+# One row per event: every field but the nested ones.
+CSV_COLUMNS = tuple(f for f in EVENT_FIELDS if f not in ("schema", "envelope", "pipeline"))
 OUTPUT_FORMATS = ("jsonl", "csv")
 
 

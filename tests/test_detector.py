@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dsp.config import ConfigError, DetectorConfig, PipelineConfig, ScalingConfig
-from dsp.events import EVENT_SCHEMA
+from dsp.events import EVENT_FIELDS, EVENT_SCHEMA
 from dsp.pipeline import Pipeline
 from tests.signals import emg_like, walking, with_bursts
 
@@ -182,28 +182,7 @@ def test_event_payload_follows_the_schema_and_ids_are_stable() -> None:
     first, _, _ = run(x, session_start=start)
     again, _, _ = run(x, session_start=start)
     payload = first[-1].to_dict()
-    for key in (
-        "schema",
-        "event_id",
-        "device",
-        "channel",
-        "kind",
-        "phase",
-        "start",
-        "end",
-        "start_s",
-        "end_s",
-        "duration_s",
-        "peak_uv",
-        "mean_uv",
-        "floor_uv",
-        "area_uvs",
-        "median_freq_hz",
-        "quality",
-        "envelope",
-        "pipeline",
-    ):
-        assert key in payload
+    assert tuple(payload) == EVENT_FIELDS
     assert payload["schema"] == EVENT_SCHEMA
     assert payload["start"].startswith("2026-11-20T22:00:2") and payload["end"].endswith("Z")
     assert payload["pipeline"]["settings"]["detector"]["cramp_min_s"] == 10.0
