@@ -1,0 +1,154 @@
+"""What a simulated ADC's input pins see: a signal played through a modelled front end.
+
+A `SignalPlayer` turns a stream of sample blocks (synthetic or recorded, electrode microvolts) into
+values at any time a converter samples, moving forward only and holding a bounded buffer.
+`AnalogInputs` maps converter inputs to signal channels through a `FrontEnd` and applies input faults
+(railed or stuck inputs, electrodes coming off) over stretches of time.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hardware.front_end import FrontEnd
+
+_TO_MICROVOLTS = {"uV": 1.0, "mV": 1e3, "V": 1e6}
+
+
+class SignalPlayer:
+    """A signal in electrode microvolts, sampled at increasing times (sample and hold)."""
+
+    def __init__(
+        self, blocks: Iterator[np.ndarray], fs: float, channels: Sequence[str], scale: float = 1.0
+    ) -> None:
+        self.fs = float(fs)
+        self.channels = tuple(channels)
+        self._blocks = blocks
+        self._scale = scale
+        self._buffer: deque[tuple[int, np.ndarray]] = deque()  # (first index, block)
+        self._loaded = 0  # samples read from the stream so far
+        self.exhausted = False
+
+    @classmethod
+    def from_synthetic(cls, plan: object, seed: int, block: int = 8192) -> SignalPlayer:
+        from hardware.synthetic_emg import SyntheticEMG
+
+        emg = SyntheticEMG(plan, seed=seed)  # type: ignore[arg-type]
+        return cls(emg.blocks(block), plan.fs, plan.channels)  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_file(
+        cls,
+        path: Path,
+        *,
+        fs: float | None = None,
+        channels: Sequence[str | int] | None = None,
+        units: str | None = None,
+        block: int = 8192,
+    ) -> SignalPlayer:
+        """Play a recording; its values must be in uV, mV or V (counts have no electrode scale)."""
+        from hardware.recordings import RecordingError, open_recording
+
+        recording = open_recording(path, fs=fs, channels=channels, units=units)
+        info = recording.info
+        unit = info.units or "uV"
+        if unit not in _TO_MICROVOLTS:
+            recording.close()
+            raise RecordingError(
+                f"'{path}' is in {unit}; a simulated chip needs the electrode signal in uV, mV "
+                "or V (pass --units if the file does not say)"
+            )
+        return cls(recording.blocks(block), info.fs, info.channels, _TO_MICROVOLTS[unit])
+
+    def ended(self, t: float) -> bool:
+        """Has the signal run out by time t?"""
+        self._load_until(int(t * self.fs + 1e-9))
+        return self.exhausted and int(t * self.fs + 1e-9) >= self._loaded
+
+    def at(self, t: float) -> np.ndarray:
+        """The signal at time t (s from its start), one value per channel; NaN past its end."""
+        index = int(t * self.fs + 1e-9)
+        self._load_until(index)
+        while len(self._buffer) > 1 and self._buffer[1][0] <= index:
+            self._buffer.popleft()
+        if self._buffer:
+            first, block = self._buffer[0]
+            if first <= index < first + len(block):
+                return block[index - first] * self._scale
+        return np.full(len(self.channels), np.nan)
+
+    def _load_until(self, index: int) -> None:
+        while not self.exhausted and self._loaded <= index:
+            try:
+                block = next(self._blocks)
+            except StopIteration:
+                self.exhausted = True
+                return
+            self._buffer.append((self._loaded, np.asarray(block, dtype=np.float64)))
+            self._loaded += len(block)
+
+
+@dataclass(frozen=True)
+class InputFault:
+    """A fault on one converter input from `start_s` to `end_s` (signal time).
+
+    kinds: `railed` (the input sits at a front-end rail), `stuck` (holds the value it had when the
+    fault began), `electrode_off` (no signal: the amplifier output rests at its bias).
+    """
+
+    kind: str
+    input: int
+    start_s: float
+    end_s: float
+    rail: str = "high"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("railed", "stuck", "electrode_off"):
+            raise ValueError(
+                f"unknown input fault {self.kind!r}: use railed, stuck or electrode_off"
+            )
+
+
+@dataclass
+class AnalogInputs:
+    """Volts on a converter's input pins over time.
+
+    `wiring[i]` is the signal channel driving input i (None: the input sits at the front end's
+    bias, as the reference input of a differential pair does).
+    """
+
+    player: SignalPlayer
+    front_end: FrontEnd
+    wiring: Sequence[int | None]
+    faults: Sequence[InputFault] = ()
+    _stuck: dict[int, float] = field(default_factory=dict)
+
+    def ended(self, t: float) -> bool:
+        return self.player.ended(t)
+
+    def volts(self, t: float) -> np.ndarray:
+        """Volts on every input at time t."""
+        signal = self.player.at(t)
+        out = np.empty(len(self.wiring))
+        for i, channel in enumerate(self.wiring):
+            uv = 0.0 if channel is None else signal[channel]
+            out[i] = self.front_end.volts(np.asarray(uv))
+        for fault in self.faults:
+            if fault.start_s <= t < fault.end_s:
+                out[fault.input] = self._faulty(fault, out[fault.input])
+            else:
+                self._stuck.pop(id(fault), None)
+        return out
+
+    def _faulty(self, fault: InputFault, value: float) -> float:
+        low, high = self.front_end.rails_v
+        if fault.kind == "railed":
+            return high if fault.rail == "high" else low
+        if fault.kind == "electrode_off":
+            return float(np.clip(self.front_end.offset_v, low, high))
+        return self._stuck.setdefault(id(fault), value)
