@@ -171,11 +171,16 @@ class QualityConfig:
     railed_fraction: float = 0.5
     clipping_blocking_fraction: float = 0.1
     gap_blocking_fraction: float = 0.5
+    missing_hold_fraction: float = 0.1
     mains_fraction: float = 0.8
     settle_s: float = 1.0
 
     def validate(self) -> None:
-        for name in ("clipping_blocking_fraction", "gap_blocking_fraction"):
+        for name in (
+            "clipping_blocking_fraction",
+            "gap_blocking_fraction",
+            "missing_hold_fraction",
+        ):
             _require(0 < getattr(self, name) <= 1, f"quality.{name} must be in (0, 1]")
         _require(self.flat_uv >= 0, "quality.flat_uv must be >= 0")
         _require(0 < self.railed_fraction <= 1, "quality.railed_fraction must be in (0, 1]")
@@ -205,8 +210,22 @@ class DetectorConfig:
     trace_pre_s: float = 10.0
     trace_max_points: int = 600
     max_event_s: float = 1800.0
+    on_mvc_percent: float | None = None
+    off_mvc_percent: float | None = None
 
     def validate(self) -> None:
+        for name in ("on_mvc_percent", "off_mvc_percent"):
+            value = getattr(self, name)
+            _require(value is None or 0 < value < 100, f"detector.{name} must be between 0 and 100")
+        _require(
+            (self.on_mvc_percent is None) == (self.off_mvc_percent is None),
+            "detector.on_mvc_percent and detector.off_mvc_percent go together: give both or none",
+        )
+        if self.on_mvc_percent is not None and self.off_mvc_percent is not None:
+            _require(
+                self.on_mvc_percent >= self.off_mvc_percent,
+                "detector.on_mvc_percent must not be below detector.off_mvc_percent",
+            )
         for name in ("on_factor", "off_factor"):
             _require(getattr(self, name) >= 1.0, f"detector.{name} must be >= 1")
         _require(
@@ -232,6 +251,27 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class ChannelCalibration:
+    """What a calibration measured on one channel: the resting floor and, optionally, the envelope
+    of a maximal voluntary contraction (MVC), both in uV."""
+
+    floor_uv: float
+    mvc_uv: float | None = None
+
+    def validate(self, channel: str) -> None:
+        _require(
+            math.isfinite(self.floor_uv) and self.floor_uv > 0,
+            f"calibration of {channel!r}: floor_uv must be > 0, got {self.floor_uv}",
+        )
+        if self.mvc_uv is not None:
+            _require(
+                math.isfinite(self.mvc_uv) and self.mvc_uv > self.floor_uv,
+                f"calibration of {channel!r}: mvc_uv ({self.mvc_uv}) must be above the floor "
+                f"({self.floor_uv}); was the contraction recorded?",
+            )
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything the pipeline needs, validated at construction."""
 
@@ -244,6 +284,7 @@ class PipelineConfig:
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    calibration: tuple[tuple[str, ChannelCalibration], ...] = ()
 
     def __post_init__(self) -> None:
         _require(
@@ -271,6 +312,26 @@ class PipelineConfig:
         self.envelope.validate(self.fs)
         self.quality.validate()
         self.detector.validate()
+        for channel, calibration in self.calibration:
+            _require(
+                channel in self.channels,
+                f"calibration for {channel!r}, which is not one of the channels {list(self.channels)}",
+            )
+            calibration.validate(channel)
+        if self.detector.on_mvc_percent is not None:
+            missing = [
+                c
+                for c in self.channels
+                if self.calibration_of(c) is None or self.calibration_of(c).mvc_uv is None
+            ]  # type: ignore[union-attr]
+            _require(
+                not missing,
+                f"thresholds in % of MVC need a calibration with an MVC for {missing}; run "
+                "`crampwatch calibrate --mvc` first",
+            )
+
+    def calibration_of(self, channel: str) -> ChannelCalibration | None:
+        return dict(self.calibration).get(channel)
 
     @property
     def n_channels(self) -> int:
@@ -294,6 +355,7 @@ class PipelineConfig:
             "scaling": asdict(self.scaling),
             "quality": asdict(self.quality),
             "detector": asdict(self.detector),
+            "calibration": {c: asdict(cal) for c, cal in self.calibration},
         }
 
     def settings_hash(self) -> str:

@@ -96,6 +96,7 @@ class ChannelDetector:
         hops_per_tick: int,
     ) -> None:
         det = config.detector
+        calibration = config.calibration_of(channel)
         self.det = det
         self.channel = channel
         self.context = context
@@ -108,8 +109,9 @@ class ChannelDetector:
             capacity=math.ceil(det.floor_window_s / tick_s),
             percentile=det.floor_percentile,
             warmup=math.ceil(det.floor_warmup_s / tick_s),
-            initial_uv=det.initial_floor_uv,
+            initial_uv=calibration.floor_uv if calibration else det.initial_floor_uv,
         )
+        self.mvc_uv = calibration.mvc_uv if calibration else None
         self.off_hold_hops = max(1, math.ceil(det.off_hold_s / hop_s - 1e-9))
         self.dip_min_hops = max(1, math.ceil(det.dip_min_s / hop_s - 1e-9))
         self.tonic_window_hops = max(1, round(det.tonic_window_s / hop_s))
@@ -181,10 +183,16 @@ class ChannelDetector:
     # ---- internals ------------------------------------------------------------------------------
 
     def _update_thresholds(self) -> None:
+        """Thresholds from the floor (DESIGN.md), or in % of the channel's MVC when configured
+        (never closer to the floor than the floor margins)."""
         if not self.floor.ready:
             self.on_thr = self.off_thr = math.inf
             return
         f, det = self.floor.value, self.det
+        if det.on_mvc_percent is not None and det.off_mvc_percent is not None and self.mvc_uv:
+            self.on_thr = max(det.on_mvc_percent / 100 * self.mvc_uv, f + det.on_margin_uv)
+            self.off_thr = max(det.off_mvc_percent / 100 * self.mvc_uv, f + det.off_margin_uv)
+            return
         self.on_thr = max(det.on_factor * f, f + det.on_margin_uv)
         self.off_thr = max(det.off_factor * f, f + det.off_margin_uv)
 

@@ -52,15 +52,19 @@ class HopWindowStatistic:
 
 
 class MissingSampleTracker:
-    """Which hops' windows contain missing (non-finite) samples, carried across blocks.
+    """Which hops' windows are mostly made of missing (non-finite) samples, across blocks.
 
-    Such a hop's envelope is not a measurement of the muscle (the filter held the last sample), so
-    the pipeline reports it as missing and the detector holds the envelope over it.
+    Over such a hop the envelope is not a measurement of the muscle (the filter held the last
+    sample), so the pipeline reports it as missing and the detector holds the envelope over it.
+    A few scattered dropouts (below `fraction` of a window) are ordinary and are not held.
+    Counting is in integers, so the result is the same over any block split.
     """
 
-    def __init__(self, window: int, hop: int, n_channels: int) -> None:
+    def __init__(self, window: int, hop: int, n_channels: int, fraction: float = 0.1) -> None:
         self.window, self.hop = window, hop
-        self._last_missing = np.full(n_channels, -(2**62), dtype=np.int64)
+        self.limit = fraction * window
+        self._tail = np.zeros((window, n_channels), dtype=np.int64)
+        self._tail_missing = False
         self._consumed = 0
 
     @property
@@ -68,21 +72,19 @@ class MissingSampleTracker:
         return self._consumed // self.hop
 
     def process(self, block: np.ndarray) -> np.ndarray | None:
-        """Boolean (hops ending in this block, channels), or None when no such hop is affected."""
+        """Boolean (hops ending in this block, channels), or None when no such hop is held."""
         start, n = self._consumed, block.shape[0]
         self._consumed += n
+        missing = ~np.isfinite(block)
+        if not self._tail_missing and not missing.any():
+            return None
+        buffer = np.concatenate([self._tail, missing.astype(np.int64)])  # row 0: sample start - W
+        self._tail = buffer[-self.window :]
+        self._tail_missing = bool(self._tail.any())
         ends = np.arange((start // self.hop + 1) * self.hop, start + n + 1, self.hop)
-        finite = np.isfinite(block)
-        if finite.all():
-            if len(ends) == 0 or self._last_missing.max() < ends[0] - self.window:
-                return None
-            last_at_end = np.broadcast_to(self._last_missing, (len(ends), block.shape[1]))
-        else:
-            positions = np.where(finite, -(2**62), np.arange(start, start + n)[:, None])
-            np.maximum.accumulate(positions, axis=0, out=positions)
-            np.maximum(positions, self._last_missing, out=positions)
-            self._last_missing = positions[-1].copy()
-            if len(ends) == 0:
-                return None
-            last_at_end = positions[ends - 1 - start]
-        return last_at_end >= (ends - self.window)[:, None]
+        if len(ends) == 0:
+            return None
+        counts = np.vstack([np.zeros((1, block.shape[1]), dtype=np.int64), buffer.cumsum(axis=0)])
+        rows = ends - start + self.window  # buffer row just past each window
+        held = counts[rows] - counts[rows - self.window] > self.limit
+        return held if held.any() else None

@@ -87,7 +87,9 @@ class Pipeline:
             ChannelDetector(config, name, self.context, self.timebase, self.hops_per_tick)
             for name in config.channels
         ]
-        self.missing = MissingSampleTracker(self.window, self.hop, n_ch)
+        self.missing = MissingSampleTracker(
+            self.window, self.hop, n_ch, config.quality.missing_hold_fraction
+        )
         self._last_envelope = np.zeros(n_ch)
         self._pending_scaled = np.empty((0, n_ch))
         self._pending_filtered = np.empty((0, n_ch))
@@ -228,6 +230,8 @@ class Pipeline:
         tick_max = env.max(axis=1).tolist()
         tick_median = np.median(env, axis=1).tolist()
         blocked = quality.blocking.tolist()
+        # Ticks with more than a few dropouts have held envelope hops: they do not teach the floor.
+        mostly_held = (quality.gap_fraction > self.config.quality.missing_hold_fraction).tolist()
         for t in range(n_ticks):
             first_hop = (self._ticks_done + t) * self.hops_per_tick
             at_s = first_hop * self.hop / self.config.fs
@@ -242,7 +246,7 @@ class Pipeline:
                     problems,
                     tick_max[t][c],
                     tick_median[t][c],
-                    partly_missing=bool(quality.gap[t, c]),
+                    partly_missing=mostly_held[t][c],
                 )
             self._collect(output)
         self._ticks_done += n_ticks

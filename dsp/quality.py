@@ -28,12 +28,13 @@ class TickQuality:
     mains: np.ndarray
     gap: np.ndarray
     blocking: np.ndarray
+    gap_fraction: np.ndarray
 
     @classmethod
     def good(cls, shape: tuple[int, int]) -> TickQuality:
         """No problem anywhere."""
         clear = np.zeros(shape, dtype=bool)
-        return cls(clear, clear, clear, clear, clear)
+        return cls(clear, clear, clear, clear, clear, np.zeros(shape))
 
     def problems(self, tick: int, channel: int) -> tuple[str, ...]:
         names = (ELECTRODE_OFF, CLIPPING, MAINS, GAP)
@@ -90,7 +91,7 @@ class QualityAssessor:
             | (gap_fraction >= self.config.gap_blocking_fraction)
             | (railed_fraction >= self.config.clipping_blocking_fraction)
         )
-        return TickQuality(electrode_off, clipping, mains, gap, blocking)
+        return TickQuality(electrode_off, clipping, mains, gap, blocking, gap_fraction)
 
     def _railed_fraction(self, scaled: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         if self.rails_uv is None:

@@ -133,11 +133,9 @@ class AnalogInputs:
 
     def volts(self, t: float) -> np.ndarray:
         """Volts on every input at time t."""
-        signal = self.player.at(t)
-        out = np.empty(len(self.wiring))
-        for i, channel in enumerate(self.wiring):
-            uv = 0.0 if channel is None else signal[channel]
-            out[i] = self.front_end.volts(np.asarray(uv))
+        signal = self.player.at(t).tolist()
+        volt = self.front_end.volt
+        out = np.array([volt(0.0 if ch is None else signal[ch]) for ch in self.wiring])
         for fault in self.faults:
             if fault.start_s <= t < fault.end_s:
                 out[fault.input] = self._faulty(fault, out[fault.input])

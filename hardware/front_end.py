@@ -21,6 +21,12 @@ class FrontEnd:
         out = np.asarray(microvolts, dtype=np.float64) * (self.gain * 1e-6) + self.offset_v
         return np.clip(out, self.rails_v[0], self.rails_v[1])
 
+    def volt(self, microvolts: float) -> float:
+        """`volts` for one value, in plain floats (simulated chips call this per conversion)."""
+        value = microvolts * (self.gain * 1e-6) + self.offset_v
+        low, high = self.rails_v
+        return low if value < low else high if value > high else value
+
     def microvolts(self, volts: np.ndarray) -> np.ndarray:
         """Back from ADC-input volts to electrode microvolts (what the pipeline's scaling does)."""
         return (np.asarray(volts, dtype=np.float64) - self.offset_v) / self.gain * 1e6
