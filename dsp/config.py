@@ -171,7 +171,7 @@ class QualityConfig:
     railed_fraction: float = 0.5
     clipping_blocking_fraction: float = 0.1
     gap_blocking_fraction: float = 0.5
-    missing_hold_fraction: float = 0.1
+    missing_hold_fraction: float = 0.5
     mains_fraction: float = 0.8
     settle_s: float = 1.0
 

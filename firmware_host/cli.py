@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from dsp import __version__
-from firmware_host import demo_command, evaluate_command, replay_command
+from firmware_host import (
+    calibrate_command,
+    demo_command,
+    evaluate_command,
+    replay_command,
+    run_command,
+)
 from firmware_host.allocator import keep_block_buffers
 
 
@@ -21,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_command.add_parser(subparsers)
     replay_command.add_parser(subparsers)
     evaluate_command.add_parser(subparsers)
+    run_command.add_parser(subparsers)
+    calibrate_command.add_parser(subparsers)
     return parser
 
 

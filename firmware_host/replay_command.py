@@ -9,9 +9,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dsp.config import ConfigError, DetectorConfig, FilterConfig, PipelineConfig, ScalingConfig
+from dsp.config import (
+    ChannelCalibration,
+    ConfigError,
+    DetectorConfig,
+    FilterConfig,
+    PipelineConfig,
+    ScalingConfig,
+)
 from dsp.events import Event, QualityChange
 from dsp.pipeline import Pipeline, PipelineOutput
+from firmware_host.calibration_file import CalibrationFileError, load_calibration
 from firmware_host.event_output import OUTPUT_FORMATS, EventWriter, atomic_text_output
 from firmware_host.run_summary import RunSummary
 from hardware.recordings import Recording, RecordingError, open_recording
@@ -84,6 +92,18 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         "--floor-uv", type=float, help="known resting floor (e.g. from calibration)"
     )
     parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="a file from `crampwatch calibrate`: per-channel resting floor (and MVC)",
+    )
+    parser.add_argument(
+        "--mvc-percent",
+        type=float,
+        nargs=2,
+        metavar=("ON", "OFF"),
+        help="thresholds in %% of each channel's MVC (needs --calibration with an MVC)",
+    )
+    parser.add_argument(
         "--rails",
         type=float,
         nargs=2,
@@ -111,8 +131,28 @@ def pipeline_config(
             rails=tuple(args.rails) if args.rails else None,
         ),
         filter=FilterConfig(notch_hz=notch),
-        detector=DetectorConfig(initial_floor_uv=args.floor_uv),
+        detector=DetectorConfig(
+            initial_floor_uv=args.floor_uv,
+            on_mvc_percent=args.mvc_percent[0] if args.mvc_percent else None,
+            off_mvc_percent=args.mvc_percent[1] if args.mvc_percent else None,
+        ),
+        calibration=_calibration_for(args, channels),
     )
+
+
+def _calibration_for(
+    args: argparse.Namespace, channels: tuple[str, ...]
+) -> tuple[tuple[str, ChannelCalibration], ...]:
+    if not args.calibration:
+        return ()
+    saved = load_calibration(args.calibration)
+    missing = [c for c in channels if c not in saved]
+    if missing:
+        raise ConfigError(
+            f"{args.calibration} has no calibration for {missing} (it has {sorted(saved)}); "
+            "calibrate those channels or choose others with --channel"
+        )
+    return tuple((c, saved[c]) for c in channels)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                     progress=not args.no_progress,
                     block_size=args.block_size,
                 )
-    except (RecordingError, ConfigError, ValueError) as error:
+    except (RecordingError, ConfigError, CalibrationFileError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     print(summary.format_text(), file=sys.stderr)

@@ -126,13 +126,18 @@ class AnalogInputs:
     front_end: FrontEnd
     wiring: Sequence[int | None]
     faults: Sequence[InputFault] = ()
+    start_at_first_sample: bool = False
+    """Play the signal from its start at the first conversion, whenever that happens on the
+    clock (so a recording lines up with what the converter delivers)."""
     _stuck: dict[int, float] = field(default_factory=dict)
+    _origin: float | None = None
 
     def ended(self, t: float) -> bool:
-        return self.player.ended(t)
+        return self.player.ended(self._signal_time(t))
 
     def volts(self, t: float) -> np.ndarray:
-        """Volts on every input at time t."""
+        """Volts on every input at clock time t."""
+        t = self._signal_time(t)
         signal = self.player.at(t).tolist()
         volt = self.front_end.volt
         out = np.array([volt(0.0 if ch is None else signal[ch]) for ch in self.wiring])
@@ -142,6 +147,13 @@ class AnalogInputs:
             else:
                 self._stuck.pop(id(fault), None)
         return out
+
+    def _signal_time(self, t: float) -> float:
+        if not self.start_at_first_sample:
+            return t
+        if self._origin is None:
+            self._origin = t
+        return t - self._origin
 
     def _faulty(self, fault: InputFault, value: float) -> float:
         low, high = self.front_end.rails_v
