@@ -271,14 +271,16 @@ def test_the_simulated_ads1115_finds_the_replays_cramp_at_its_measured_rate(
         )
         == 0
     )
-    replayed = [e for e in events_in(tmp_path / "replay.jsonl") if e["kind"] == "cramp"]
+    stats = json.loads(out.read_text().splitlines()[-1])["acquisition"]
+    assert stats["bus_errors"] > 0 and stats["frames"] > 0.9 * 28 * 260
+    if stats["missing_frames"] > 0.05 * stats["frames"]:
+        # A starved host (Python threads at 2x real time on a loaded machine) loses conversions;
+        # they are gaps, as they should be, but the comparison below would then measure the host.
+        pytest.skip(f"host starved of CPU: {stats['missing_frames']} of {stats['frames']} lost")
+    replayed = [e for e in events_in(replay_out) if e["kind"] == "cramp"]
     live = [e for e in events_in(out) if e["kind"] == "cramp"]
     assert [e["phase"] for e in live] == ["started", "ended"] == [e["phase"] for e in replayed]
-    # Onset within a few hops; the end can move more: conversions the driver could not take in
-    # time (Python threads on a busy machine) are gaps, and the envelope is held over them.
     assert abs(live[1]["start_s"] - replayed[1]["start_s"]) <= 0.1
-    assert abs(live[1]["end_s"] - replayed[1]["end_s"]) <= 2.5
+    assert abs(live[1]["end_s"] - replayed[1]["end_s"]) <= 0.5
     fs = live[1]["pipeline"]["settings"]["fs"]
     assert fs == pytest.approx(250 * 1.04, rel=0.01)  # the chip runs 4 % fast; the rate is measured
-    stats = json.loads(out.read_text().splitlines()[-1])["acquisition"]
-    assert stats["bus_errors"] > 0
