@@ -32,7 +32,6 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol
 
 from hardware.ads1115 import (
@@ -56,6 +55,7 @@ from hardware.ads1115 import (
 )
 from hardware.analog_inputs import AnalogInputs
 from hardware.clock import Clock
+from hardware.closing import ClosedOnExit
 
 I2C_M_RD = 0x0001  # the read flag of an i2c_msg (linux/i2c.h)
 
@@ -109,7 +109,7 @@ def quantise(volts: float, pga: int) -> int:
     return max(CODE_MIN, min(CODE_MAX, code))
 
 
-class SimulatedADS1115Bus:
+class SimulatedADS1115Bus(ClosedOnExit):
     """An smbus2.SMBus stand-in with one simulated ADS1115 on it (see the module doc)."""
 
     def __init__(
@@ -204,17 +204,6 @@ class SimulatedADS1115Bus:
         """Close the bus and stop the chip's thread (its logs stay readable)."""
         self._closed = True
         self.stop()
-
-    def __enter__(self) -> SimulatedADS1115Bus:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def stop(self) -> None:
         """End the conversion thread."""

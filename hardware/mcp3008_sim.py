@@ -22,12 +22,12 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 
 import numpy as np
 
 from hardware.analog_inputs import AnalogInputs
 from hardware.clock import Clock, SystemClock
+from hardware.closing import ClosedOnExit
 
 CHANNELS = 8
 RESOLUTION = 1024
@@ -72,7 +72,7 @@ class Transfer:
     error: str | None = None
 
 
-class SimulatedMCP3008SPI:
+class SimulatedMCP3008SPI(ClosedOnExit):
     """A spidev.SpiDev stand-in with an MCP3008 on it, reading `inputs` at clock time.
 
     Input i of the chip is `inputs.wiring[i]`; inputs beyond the wiring are tied to AGND. Signal
@@ -138,17 +138,6 @@ class SimulatedMCP3008SPI:
     @property
     def closed(self) -> bool:
         return self._fd is None
-
-    def __enter__(self) -> SimulatedMCP3008SPI:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def max_speed_hz(self) -> int:

@@ -24,6 +24,7 @@ from gpiozero import LED, Button
 
 from dsp.events import STATE_CRAMP, STATE_IDLE, STATE_MOVEMENT, STATE_SIGNAL_LOST
 from hardware.clock import Clock, SystemClock
+from hardware.closing import ClosedOnExit
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class MarkerButton:
+class MarkerButton(ClosedOnExit):
     """The button the wearer presses when a cramp wakes them.
 
     Every press is recorded at once as a `Marker(source="button")`: appended to a thread-safe
@@ -142,12 +143,6 @@ class MarkerButton:
         """Release the pin (idempotent); pending markers can still be taken."""
         self._button.close()
 
-    def __enter__(self) -> MarkerButton:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 # LED states and their patterns: (on seconds, off seconds) pairs repeated forever.
 LED_OK = "ok"
@@ -168,7 +163,7 @@ PATTERNS: Mapping[str, Pattern] = MappingProxyType(
 _TICK_S = 0.05  # step of multi-blink patterns (played through gpiozero's `source`)
 
 
-class StatusLed:
+class StatusLed(ClosedOnExit):
     """The status LED: `show(state)` with one of `LED_STATES`.
 
     Single on/off patterns run on `LED.blink(background=True)`, the double blink on the LED's
@@ -239,12 +234,6 @@ class StatusLed:
             if not self._led.closed:
                 self._led.close()  # stops blink and source threads
             self._state = LED_OFF
-
-    def __enter__(self) -> StatusLed:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 CHANNEL_STATES = frozenset({STATE_IDLE, STATE_MOVEMENT, STATE_CRAMP, STATE_SIGNAL_LOST})

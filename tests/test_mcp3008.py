@@ -314,7 +314,9 @@ def test_real_time_pacing_on_a_scaled_clock() -> None:
     t_after = clock.monotonic()
     samples = stacked(blocks)
     fs = 1000
-    assert blocks[-1].fs_estimate == pytest.approx(fs, rel=0.01)
+    # Slots are taken on the clock, so the estimate holds even when the host lags (then slots
+    # become gaps); a starved scheduler can still stretch the last block a little.
+    assert blocks[-1].fs_estimate == pytest.approx(fs, rel=0.03)
     assert len(samples) == pytest.approx((blocks[-1].t_last - source.t_start) * fs, abs=2)
     # Slots the thread was not scheduled in become gaps: on a loaded CPU there can be many.
     assert np.isnan(samples).any(axis=1).mean() < 0.8

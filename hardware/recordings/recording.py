@@ -8,11 +8,11 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from hardware.closing import ClosedOnExit
 from hardware.recordings.errors import RecordingError
 from hardware.recordings.units import _resolve_units
 
@@ -73,7 +73,7 @@ class _Reader:
         """Release resources (backends here open files only while iterating)."""
 
 
-class Recording:
+class Recording(ClosedOnExit):
     """An open recording: `info`, `blocks()` to stream its samples, and `close()`."""
 
     def __init__(self, info: RecordingInfo, reader: _Reader, scale: np.ndarray | None = None):
@@ -127,17 +127,6 @@ class Recording:
             raise RecordingError(
                 f"recording '{self.info.path}' is closed; open it again with open_recording()"
             )
-
-    def __enter__(self) -> Recording:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         i = self.info
