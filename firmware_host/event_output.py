@@ -72,6 +72,11 @@ class EventWriter:
                 }
             )
 
+    def record(self, record: dict[str, Any]) -> None:
+        """Any other typed record (a marker press, ...); JSON lines only."""
+        if self._csv is None:
+            self._line(record)
+
     def summary(self, summary: dict[str, Any]) -> None:
         if self._csv is None:
             self._line({"type": "summary", **summary})

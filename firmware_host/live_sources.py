@@ -74,6 +74,7 @@ class Live:
     source: ThreadedSource
     front_end: FrontEnd
     rails_v: tuple[float, float]
+    pin_factory: object = None
     config: PipelineConfig | None = None
     _pending: list[np.ndarray] = field(default_factory=list)
 
@@ -190,7 +191,9 @@ def _mcp3008(args: argparse.Namespace, player: SignalPlayer, clock: Clock) -> Li
         clock=clock,
         is_finished=lambda: spi.finished,
     )
-    return Live(source, FRONT_END, (0.0, source.vref - source.lsb_v))
+    from gpiozero.pins.mock import MockFactory
+
+    return Live(source, FRONT_END, (0.0, source.vref - source.lsb_v), MockFactory())
 
 
 def _ads1115(args: argparse.Namespace, player: SignalPlayer, clock: Clock) -> Live:
@@ -226,7 +229,7 @@ def _ads1115(args: argparse.Namespace, player: SignalPlayer, clock: Clock) -> Li
     )
     swing = FRONT_END.rails_v[1] - FRONT_END.offset_v
     differential = FrontEnd(FRONT_END.gain, 0.0, (-swing, swing))
-    return Live(source, differential, (-swing, swing))
+    return Live(source, differential, (-swing, swing), factory)
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dsp.config import ConfigError
-from dsp.events import Event, QualityChange
+from dsp.events import STATE_IDLE, Event, QualityChange, iso_utc
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host import live_sources
 from firmware_host.calibration_file import CalibrationFileError
@@ -22,6 +22,14 @@ from firmware_host.event_output import OUTPUT_FORMATS, EventWriter, atomic_text_
 from firmware_host.replay_command import add_pipeline_options
 from firmware_host.run_summary import RunSummary
 from hardware.acquisition import AcquisitionError
+from hardware.closing import ClosedOnExit
+from hardware.pins import (
+    MARKER_BUTTON_PIN,
+    STATUS_LED_PIN,
+    MarkerButton,
+    StatusLed,
+    led_state_for,
+)
 from hardware.recordings import RecordingError
 
 PROG = "crampwatch run"
@@ -64,14 +72,22 @@ def run(args: argparse.Namespace) -> int:
                 f"(estimated), {args.speed:g}x real time",
                 file=sys.stderr,
             )
-            with atomic_text_output(args.out) if args.out else nullcontext(None) as stream:
+            panel = DevicePanel(live, config.channels)
+            with (
+                panel,
+                atomic_text_output(args.out) if args.out else nullcontext(None) as stream,
+            ):
                 writer = EventWriter(stream, args.fmt) if stream else None
                 try:
                     for array in arrays:
-                        _show(pipeline.process(array), started, summary, writer)
+                        output = pipeline.process(array)
+                        _show(output, started, summary, writer)
+                        panel.update(output, writer, pipeline.duration_s)
                 except KeyboardInterrupt:
                     print(f"{PROG}: stopping", file=sys.stderr)
-                _show(pipeline.finish(), started, summary, writer)
+                output = pipeline.finish()
+                _show(output, started, summary, writer)
+                panel.update(output, writer, pipeline.duration_s)
                 summary.duration_s = pipeline.duration_s
                 if writer:
                     writer.summary(
@@ -94,6 +110,48 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+class DevicePanel(ClosedOnExit):
+    """The wearer's side of the device: the marker button (each press is written beside the
+    events, for research) and the status LED (ok, cramp, signal lost). On simulated converters
+    both sit on gpiozero mock pins, so tests can press the button."""
+
+    def __init__(self, live: live_sources.Live, channels: tuple[str, ...]) -> None:
+        self.clock = live.source.clock
+        self.button = MarkerButton(
+            MARKER_BUTTON_PIN, clock=self.clock, pin_factory=live.pin_factory
+        )
+        self.led = StatusLed(STATUS_LED_PIN, pin_factory=live.pin_factory)
+        self.states = dict.fromkeys(channels, STATE_IDLE)
+        self.led.show(led_state_for(self.states))
+        self.t0: float | None = None
+        self.markers: list[dict[str, object]] = []
+
+    def update(self, output: PipelineOutput, writer: EventWriter | None, elapsed_s: float) -> None:
+        """Follow the channel states on the LED; write any marker presses."""
+        for change in output.state_changes:
+            self.states[change.channel] = change.state
+        if output.state_changes:
+            self.led.show(led_state_for(self.states))
+        if self.t0 is None:  # the clock time of the session's first sample
+            self.t0 = self.clock.monotonic() - elapsed_s
+        for marker in self.button.take_markers():
+            record = {
+                "type": "marker",
+                "source": marker.source,
+                "at_s": round(marker.at - self.t0, 3),
+                "wall": iso_utc(marker.wall),
+            }
+            self.markers.append(record)
+            if writer is not None:
+                writer.record(record)
+            else:
+                print(f"          marker ({marker.source}) at {record['at_s']:.1f} s", flush=True)
+
+    def close(self) -> None:
+        self.button.close()
+        self.led.close()
 
 
 def _show(

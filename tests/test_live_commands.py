@@ -284,3 +284,48 @@ def test_the_simulated_ads1115_finds_the_replays_cramp_at_its_measured_rate(
     assert abs(live[1]["end_s"] - replayed[1]["end_s"]) <= 0.5
     fs = live[1]["pipeline"]["settings"]["fs"]
     assert fs == pytest.approx(250 * 1.04, rel=0.01)  # the chip runs 4 % fast; the rate is measured
+
+
+def test_marker_presses_are_written_beside_the_events_and_the_led_follows_cramps() -> None:
+    import argparse
+    import io
+
+    from dsp.events import StateChange
+    from dsp.pipeline import PipelineOutput
+    from firmware_host import live_sources
+    from firmware_host.event_output import EventWriter
+    from firmware_host.run_command import DevicePanel
+    from hardware.pins import MARKER_BUTTON_PIN
+
+    args = argparse.Namespace(
+        sim="mcp3008",
+        signal="synthetic",
+        signal_fs=None,
+        signal_units=None,
+        hours=0.01,
+        seed=1,
+        speed=0,
+        rate=None,
+        bus_error_rate=0.0,
+    )
+    live = live_sources.open_live(args)
+    stream = io.StringIO()
+    writer = EventWriter(stream, "jsonl")
+    with DevicePanel(live, ("left_calf", "right_calf")) as panel:
+        assert panel.led.state == "ok"
+        live.source.clock.sleep(12.5)
+        button = live.pin_factory.pin(MARKER_BUTTON_PIN)
+        button.drive_low()
+        button.drive_high()
+        cramp = PipelineOutput(
+            0, np.empty((0, 2)), state_changes=[StateChange("left_calf", "cramp", 12.0)]
+        )
+        panel.update(cramp, writer, elapsed_s=12.5)
+        assert panel.led.state == "cramp"
+        idle = PipelineOutput(
+            0, np.empty((0, 2)), state_changes=[StateChange("left_calf", "idle", 20.0)]
+        )
+        panel.update(idle, writer, elapsed_s=20.0)
+        assert panel.led.state == "ok"
+    record = json.loads(stream.getvalue().splitlines()[0])
+    assert record["type"] == "marker" and record["at_s"] == pytest.approx(12.5, abs=0.01)
