@@ -20,7 +20,12 @@ from dsp.config import ChannelCalibration, ConfigError, PipelineConfig
 from dsp.pipeline import Pipeline
 from firmware_host import live_sources
 from firmware_host.calibration_file import save_calibration
-from firmware_host.replay_command import add_pipeline_options, pipeline_config
+from firmware_host.replay_command import (
+    add_pipeline_options,
+    add_recording_options,
+    channel_args,
+    pipeline_config,
+)
 from hardware.recordings import RecordingError, open_recording
 
 PROG = "crampwatch calibrate"
@@ -55,10 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Path("calibration.json"),
         help="where to save (default calibration.json)",
     )
-    parser.add_argument("--fs", type=float, help="sampling rate, when the file does not say")
-    parser.add_argument("--channel", action="append", dest="channels", metavar="NAME_OR_INDEX")
-    parser.add_argument("--units", choices=("counts", "uV", "mV", "V"))
-    parser.add_argument("--mode", choices=("raw", "envelope"), default="raw")
+    add_recording_options(parser)
     live_sources.add_live_options(parser)
     add_pipeline_options(parser)
     parser.set_defaults(func=run)
@@ -118,7 +120,7 @@ def _from_file(args: argparse.Namespace) -> tuple[dict[str, ChannelCalibration],
         raise ValueError("say where the wearer rests: --rest START END (seconds)")
     mvc_span = _span("--mvc", args.mvc) if args.mvc else None
     with open_recording(
-        args.file, fs=args.fs, channels=_channels(args.channels), units=args.units
+        args.file, fs=args.fs, channels=channel_args(args.channels), units=args.units
     ) as recording:
         info = recording.info
         config = pipeline_config(args, info.fs, info.channels, info.units or "uV")
@@ -165,9 +167,3 @@ def _slice(envelope: np.ndarray, hop_s: float, span: tuple[float, float]) -> np.
         )
     ends = (np.arange(len(envelope)) + 1) * hop_s
     return envelope[(ends > span[0]) & (ends <= span[1])]
-
-
-def _channels(values: list[str] | None) -> list[str | int] | None:
-    if not values:
-        return None
-    return [int(v) if v.lstrip("-").isdigit() else v for v in values]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dsp.config import PipelineConfig, ScalingConfig
-from hardware.acquisition import AcquisitionSource, ThreadedSource, contiguous
+from hardware.acquisition import ThreadedSource, contiguous
 from hardware.ads1115 import ADS1115Source
 from hardware.ads1115_sim import SimulatedADS1115Bus
 from hardware.analog_inputs import AnalogInputs, SignalPlayer
@@ -237,4 +237,4 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from rest
 
 
-__all__ = ["SIM_CHIPS", "AcquisitionSource", "Live", "add_live_options", "open_live"]
+__all__ = ["SIM_CHIPS", "Live", "add_live_options", "open_live"]

@@ -38,6 +38,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "file", type=Path, help="the recording (for WFDB the .hea, .dat or record name)"
     )
+    add_recording_options(parser)
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=OUTPUT_FORMATS,
+        default="jsonl",
+        help="output format (default jsonl)",
+    )
+    parser.add_argument("--out", type=Path, help="output file (default: standard output)")
+    add_pipeline_options(parser)
+    parser.add_argument(
+        "--start", help="UTC start time of the recording (ISO 8601), for event times"
+    )
+    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK, help=argparse.SUPPRESS)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.set_defaults(func=run)
+
+
+def add_recording_options(parser: argparse.ArgumentParser) -> None:
+    """Options that say how to read a recording (shared by every command that reads one)."""
     parser.add_argument("--fs", type=float, help="sampling rate in Hz, when the file does not say")
     parser.add_argument(
         "--channel",
@@ -57,21 +77,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("counts", "uV", "mV", "V"),
         help="units of the values, when the file does not say",
     )
-    parser.add_argument(
-        "--format",
-        dest="fmt",
-        choices=OUTPUT_FORMATS,
-        default="jsonl",
-        help="output format (default jsonl)",
-    )
-    parser.add_argument("--out", type=Path, help="output file (default: standard output)")
-    add_pipeline_options(parser)
-    parser.add_argument(
-        "--start", help="UTC start time of the recording (ISO 8601), for event times"
-    )
-    parser.add_argument("--block-size", type=int, default=DEFAULT_BLOCK, help=argparse.SUPPRESS)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.set_defaults(func=run)
+
+
+def channel_args(values: list[str] | None) -> list[str | int] | None:
+    """`--channel` values: digits are indices, anything else a name."""
+    if not values:
+        return None
+    return [int(v) if v.lstrip("-").isdigit() else v for v in values]
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +170,7 @@ def _calibration_for(
 def run(args: argparse.Namespace) -> int:
     try:
         with open_recording(
-            args.file, fs=args.fs, channels=_channel_args(args.channels), units=args.units
+            args.file, fs=args.fs, channels=channel_args(args.channels), units=args.units
         ) as recording:
             info = recording.info
             units = info.units or _assume_microvolts(info.path)
@@ -230,12 +242,6 @@ def _record(output: PipelineOutput, writer: EventWriter, summary: RunSummary) ->
             writer.quality(record)
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
-
-
-def _channel_args(values: list[str] | None) -> list[str | int] | None:
-    if not values:
-        return None
-    return [int(v) if v.lstrip("-").isdigit() else v for v in values]
 
 
 def _assume_microvolts(path: Path) -> str:

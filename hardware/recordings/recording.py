@@ -4,6 +4,7 @@ interface of the format backends that feed it."""
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -60,16 +61,16 @@ def _read_at(path: Path, handle: BinaryIO, offset: int, size: int) -> bytes:
     return raw
 
 
-class _Reader:
+class _Reader(ABC):
     """A format backend: yields float64 chunks (n, n_selected) of roughly `hint` rows."""
 
-    def chunks(self, hint: int) -> Iterator[np.ndarray]:
-        raise NotImplementedError
+    @abstractmethod
+    def chunks(self, hint: int) -> Iterator[np.ndarray]: ...
 
     def annotations(self) -> list[FileAnnotation]:
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing open between reads
         """Release resources (backends here open files only while iterating)."""
 
 
