@@ -1,0 +1,201 @@
+"""The device's MQTT topics and payloads (DESIGN.md, "Contracts")."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from dsp.events import STATE_SIGNAL_LOST, Event, QualityChange, iso_utc
+
+STATE_SCHEMA = "crampwatch.state/1"
+QUALITY_SCHEMA = "crampwatch.quality/1"
+ENVELOPE_SCHEMA = "crampwatch.envelope/1"
+MARKER_SCHEMA = "crampwatch.marker/1"
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ONLINE, OFFLINE = "online", "offline"
+
+
+def check_device_id(device: str) -> str:
+    """The device id, or a ValueError that says what is allowed."""
+    if not DEVICE_ID_PATTERN.match(device):
+        raise ValueError(
+            f"device id {device!r} is not allowed: use 1-64 letters, digits, '-' and '_'"
+        )
+    return device
+
+
+@dataclass(frozen=True)
+class Topics:
+    """`crampwatch/<device>/...` topics."""
+
+    device: str
+    prefix: str = "crampwatch"
+
+    def __post_init__(self) -> None:
+        check_device_id(self.device)
+
+    def _topic(self, leaf: str) -> str:
+        return f"{self.prefix}/{self.device}/{leaf}"
+
+    @property
+    def status(self) -> str:
+        return self._topic("status")
+
+    @property
+    def state(self) -> str:
+        return self._topic("state")
+
+    @property
+    def event(self) -> str:
+        return self._topic("event")
+
+    @property
+    def quality(self) -> str:
+        return self._topic("quality")
+
+    @property
+    def envelope(self) -> str:
+        return self._topic("envelope")
+
+    @property
+    def marker(self) -> str:
+        return self._topic("marker")
+
+
+def to_json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def event_payload(event: Event) -> bytes:
+    return to_json(event.to_dict())
+
+
+def quality_payload(change: QualityChange, device: str, session_start: datetime) -> bytes:
+    return to_json(
+        {
+            "schema": QUALITY_SCHEMA,
+            "device": device,
+            "channel": change.channel,
+            "at": iso_utc(session_start + timedelta(seconds=change.at_s)),
+            "at_s": round(change.at_s, 3),
+            "good": change.good,
+            "problems": list(change.problems),
+        }
+    )
+
+
+def marker_payload(device: str, wall: str, at_s: float, source: str) -> bytes:
+    """A marker button press (the wearer woke with a cramp)."""
+    return to_json(
+        {"schema": MARKER_SCHEMA, "device": device, "at": wall, "at_s": at_s, "source": source}
+    )
+
+
+class ChannelStates:
+    """The retained state message: per channel the state and since when, how much of the
+    session had good signal, and tonight's cramp count (cramps started this session)."""
+
+    def __init__(self, device: str, channels: tuple[str, ...], session_start: datetime) -> None:
+        self.device = device
+        self.session_start = session_start
+        self.states = {c: ("idle", 0.0) for c in channels}
+        self.lost_s = dict.fromkeys(channels, 0.0)  # closed signal-lost stretches
+        self.cramps = 0
+
+    def change(self, channel: str, state: str, at_s: float) -> None:
+        previous, since = self.states[channel]
+        if state == "cramp" and previous != "cramp":
+            self.cramps += 1
+        if previous == STATE_SIGNAL_LOST and state != STATE_SIGNAL_LOST:
+            self.lost_s[channel] += at_s - since
+        self.states[channel] = (state, at_s)
+
+    def payload(self, elapsed_s: float) -> bytes:
+        return to_json(
+            {
+                "schema": STATE_SCHEMA,
+                "device": self.device,
+                "session_start": iso_utc(self.session_start),
+                "recorded_s": round(elapsed_s, 3),
+                "cramps_tonight": self.cramps,
+                "channels": {
+                    channel: {
+                        "state": state,
+                        "since": iso_utc(self.session_start + timedelta(seconds=at_s)),
+                        "since_s": round(at_s, 3),
+                        "good_s": round(max(0.0, elapsed_s - self._lost(channel, elapsed_s)), 3),
+                    }
+                    for channel, (state, at_s) in self.states.items()
+                },
+            }
+        )
+
+    def _lost(self, channel: str, elapsed_s: float) -> float:
+        state, since = self.states[channel]
+        open_s = elapsed_s - since if state == STATE_SIGNAL_LOST else 0.0
+        return self.lost_s[channel] + max(0.0, open_s)
+
+
+class EnvelopeSummary:
+    """About once a second: mean and peak of the recent envelope per channel (live views)."""
+
+    def __init__(
+        self,
+        device: str,
+        channels: tuple[str, ...],
+        hop_s: float,
+        session_start: datetime,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.device, self.channels, self.hop_s = device, channels, hop_s
+        self.session_start = session_start
+        self.hops_per_summary = max(1, round(interval_s / hop_s))
+        self._pending: list[np.ndarray] = []
+        self._pending_hops = 0
+        self._next_hop = 0
+
+    def add(self, first_hop: int, envelope: np.ndarray) -> list[bytes]:
+        """Take envelope hops; return the summaries that are complete."""
+        if len(envelope) == 0:
+            return []
+        if not self._pending:
+            self._next_hop = first_hop
+        self._pending.append(envelope)
+        self._pending_hops += len(envelope)
+        if self._pending_hops < self.hops_per_summary:
+            return []
+        hops = np.concatenate(self._pending)
+        n = self.hops_per_summary
+        whole = len(hops) // n * n
+        rest = hops[whole:]
+        payloads = [self._payload(self._next_hop + i, hops[i : i + n]) for i in range(0, whole, n)]
+        self._next_hop += whole
+        self._pending = [rest] if len(rest) else []
+        self._pending_hops = len(rest)
+        return payloads
+
+    def _payload(self, first_hop: int, hops: np.ndarray) -> bytes:
+        end_s = (first_hop + len(hops)) * self.hop_s
+        channels: dict[str, Any] = {}
+        for i, name in enumerate(self.channels):
+            column = hops[:, i]
+            good = column[np.isfinite(column)]
+            channels[name] = {
+                "mean_uv": round(float(good.mean()), 2) if len(good) else None,
+                "max_uv": round(float(good.max()), 2) if len(good) else None,
+            }
+        return to_json(
+            {
+                "schema": ENVELOPE_SCHEMA,
+                "device": self.device,
+                "at": iso_utc(self.session_start + timedelta(seconds=end_s)),
+                "at_s": round(end_s, 3),
+                "interval_s": round(len(hops) * self.hop_s, 3),
+                "channels": channels,
+            }
+        )
