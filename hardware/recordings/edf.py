@@ -1,7 +1,13 @@
-"""EDF and BDF recordings (EDF+/BDF+ annotations too), read with plain file reads."""
+"""EDF and BDF recordings (EDF+/BDF+ annotations too), read with plain file reads.
+
+EDF has no missing-sample value: stretches an EDF+ file annotates `gap` (every channel) or
+`gap LABEL` (one signal), with a duration, are read as missing samples (NaN), as `crampwatch
+export` writes them.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +51,7 @@ class _EdfHeader:
 
 
 _EDF_CHUNK_BYTES = 8 << 20  # at most this much of the file is read per step
+_GAP_TEXT = re.compile(rb"\x14gap[\x14 ]")  # a TAL whose text is `gap` or `gap LABEL`
 _ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")  # EDF+/BDF+ annotation signals
 _EDF_SIGNAL_FIELDS = (
     ("label", 16),
@@ -205,6 +212,7 @@ class _EdfReader(_Reader):
         self.header = header
         self.n_records = n_records
         self.signals = [header.signals[i] for i in picked]
+        self._gaps: np.ndarray | None = None  # (start, stop, column or -1 for all), samples
 
     def _record_blocks(self, step: int) -> Iterator[np.ndarray]:
         """The data records, `step` at a time: uint8 arrays (records, record_bytes)."""
@@ -219,8 +227,48 @@ class _EdfReader(_Reader):
     def chunks(self, hint: int) -> Iterator[np.ndarray]:
         per_record = self.signals[0].samples_per_record
         step = max(1, min(hint // per_record, _EDF_CHUNK_BYTES // self.header.record_bytes))
+        gaps = self._gap_spans()
+        first = 0
         for records in self._record_blocks(step):
-            yield np.stack([self._decode(records, s) for s in self.signals], axis=1)
+            chunk = np.stack([self._decode(records, s) for s in self.signals], axis=1)
+            _blank_gaps(chunk, first, gaps)
+            first += len(chunk)
+            yield chunk
+
+    def _gap_spans(self) -> np.ndarray:
+        """Stretches annotated `gap` (every channel) or `gap LABEL` (one): missing samples that the
+        writer held at the last value (as `crampwatch export` does); they are read as NaN.
+        Rows (start, stop, column or -1), in samples."""
+        if self._gaps is None:
+            spans = self._find_gaps() if self.header.annotation_signals else []
+            self._gaps = np.array(spans, dtype=np.int64).reshape(-1, 3)
+        return self._gaps
+
+    def _find_gaps(self) -> list[tuple[int, int, int]]:
+        """Parses only the records whose annotations mention a gap (a byte search per chunk)."""
+        fs = self.signals[0].samples_per_record / self.header.record_duration
+        labels = [s.label for s in self.signals]
+        size = self.header.width
+        spans: list[tuple[int, int, int]] = []
+        first_onset: float | None = None
+        step = max(1, _EDF_CHUNK_BYTES // self.header.record_bytes)
+        for records in self._record_blocks(step):
+            if first_onset is None:
+                first_onset = self._record_annotations(records[0], []) or 0.0
+            rows: set[int] = set()
+            for signal in self.header.annotation_signals:
+                width = signal.samples_per_record * size
+                notes = records[:, signal.offset : signal.offset + width].tobytes()
+                rows.update(m.start() // width for m in _GAP_TEXT.finditer(notes))
+            for row in sorted(rows):
+                found: list[FileAnnotation] = []
+                self._record_annotations(records[row], found)
+                for note in found:
+                    shifted = FileAnnotation(note.onset_s - first_onset, note.duration_s, note.text)
+                    span = _gap_span(shifted, fs, labels)
+                    if span is not None:
+                        spans.append(span)
+        return spans
 
     def _decode(self, records: np.ndarray, signal: _EdfSignal) -> np.ndarray:
         width = self.header.width
@@ -268,6 +316,34 @@ class _EdfReader(_Reader):
                     keeping = onset
                 notes.extend(FileAnnotation(onset, duration, text) for text in texts)
         return keeping
+
+
+def _gap_span(note: FileAnnotation, fs: float, labels: list[str]) -> tuple[int, int, int] | None:
+    """(start, stop, column or -1) of a `gap` / `gap LABEL` annotation with a duration."""
+    words = note.text.split()
+    if not words or words[0] != "gap" or len(words) > 2 or not note.duration_s:
+        return None
+    column = -1
+    if len(words) == 2:
+        if words[1] not in labels:
+            return None
+        column = labels.index(words[1])
+    start = max(0, round(note.onset_s * fs))
+    stop = round((note.onset_s + note.duration_s) * fs)
+    return (start, stop, column) if stop > start else None
+
+
+def _blank_gaps(chunk: np.ndarray, first: int, gaps: np.ndarray) -> None:
+    """Set the samples of `chunk` (which starts at sample `first`) inside `gaps` to NaN."""
+    if not len(gaps):
+        return
+    hit = gaps[(gaps[:, 0] < first + len(chunk)) & (gaps[:, 1] > first)]
+    for start, stop, column in hit.tolist():
+        rows = slice(max(start - first, 0), min(stop - first, len(chunk)))
+        if column < 0:
+            chunk[rows] = np.nan
+        else:
+            chunk[rows, column] = np.nan
 
 
 def _parse_tal(tal: bytes) -> tuple[float, float | None, list[str]] | None:
