@@ -17,14 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from dsp.config import PipelineConfig, ScalingConfig
-from hardware.acquisition import ThreadedSource, contiguous
-from hardware.ads1115 import ADS1115Source
+from hardware.acquisition import AcquisitionSource, contiguous
+from hardware.ads1115 import ADS1115Source, lsb_volts
 from hardware.ads1115_sim import SimulatedADS1115Bus
 from hardware.analog_inputs import AnalogInputs, SignalPlayer
-from hardware.clock import Clock, ScaledClock, VirtualClock
+from hardware.clock import Clock, ScaledClock, SystemClock, VirtualClock
+from hardware.file_source import FileSource
 from hardware.front_end import FrontEnd
-from hardware.mcp3008 import MCP3008Source
+from hardware.mcp3008 import MCP3008Source, open_spi
 from hardware.mcp3008_sim import SimulatedMCP3008SPI
+from hardware.recordings import open_recording
 from hardware.synthetic_emg import plan_night, scenario
 
 SIM_CHIPS = ("mcp3008", "ads1115")
@@ -69,12 +71,17 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class Live:
-    """A started-on-demand converter source and what the pipeline needs to know about it."""
+    """A started-on-demand source and what the pipeline needs to know about it.
 
-    source: ThreadedSource
-    front_end: FrontEnd
-    rails_v: tuple[float, float]
+    Converters deliver volts at the ADC through `front_end` (their rate is measured); a played
+    file (`front_end` None) delivers its own units at its stated rate.
+    """
+
+    source: AcquisitionSource
+    front_end: FrontEnd | None
+    rails_v: tuple[float, float] | None
     pin_factory: object = None
+    lsb_v: float | None = None
     config: PipelineConfig | None = None
     _pending: list[np.ndarray] = field(default_factory=list)
 
@@ -92,17 +99,23 @@ class Live:
             if block.t_last - first[0].t_first >= RATE_ESTIMATE_S:
                 break
         if not first:
-            raise ValueError("the converter delivered no samples")
-        fs = round(first[-1].fs_estimate, 1)
-        base = (make or pipeline_config)(args, fs, self.source.channels, "V")
-        self.config = base.with_changes(
-            scaling=ScalingConfig(
-                units="V",
-                gain=self.front_end.gain,
-                offset_v=self.front_end.offset_v,
-                rails=self.rails_v,
+            raise ValueError("the source delivered no samples")
+        if self.front_end is None:
+            assert isinstance(self.source, FileSource)
+            self.config = (make or pipeline_config)(
+                args, self.source.nominal_fs, self.source.channels, self.source.units
             )
-        )
+        else:
+            fs = round(first[-1].fs_estimate, 1)
+            base = (make or pipeline_config)(args, fs, self.source.channels, "V")
+            self.config = base.with_changes(
+                scaling=ScalingConfig(
+                    units="V",
+                    gain=self.front_end.gain,
+                    offset_v=self.front_end.offset_v,
+                    rails=self.rails_v,
+                )
+            )
         arrays = contiguous(_chain(first, blocks), len(self.source.channels))
         return self.config, arrays
 
@@ -193,7 +206,7 @@ def _mcp3008(args: argparse.Namespace, player: SignalPlayer, clock: Clock) -> Li
     )
     from gpiozero.pins.mock import MockFactory
 
-    return Live(source, FRONT_END, (0.0, source.vref - source.lsb_v), MockFactory())
+    return Live(source, FRONT_END, (0.0, source.vref - source.lsb_v), MockFactory(), source.lsb_v)
 
 
 def _ads1115(args: argparse.Namespace, player: SignalPlayer, clock: Clock) -> Live:
@@ -229,7 +242,69 @@ def _ads1115(args: argparse.Namespace, player: SignalPlayer, clock: Clock) -> Li
     )
     swing = FRONT_END.rails_v[1] - FRONT_END.offset_v
     differential = FrontEnd(FRONT_END.gain, 0.0, (-swing, swing))
-    return Live(source, differential, (-swing, swing), factory)
+    return Live(source, differential, (-swing, swing), factory, lsb_volts(ADS1115_PGA))
+
+
+def open_source(args: argparse.Namespace) -> Live:
+    """The source the daemon's settings name: `args.source` is simulated, ads1115, mcp3008 or
+    file (see firmware_host/daemon_config.py)."""
+    if args.source == "simulated":
+        return open_live(args)
+    if args.source == "file":
+        return _file(args)
+    front_end = FrontEnd(args.front_end_gain, args.front_end_offset_v, (0.0, 3.3))
+    if args.source == "mcp3008":
+        return _real_mcp3008(args, front_end)
+    return _real_ads1115(args, front_end)
+
+
+def _file(args: argparse.Namespace) -> Live:
+    if not args.play:
+        raise ValueError("source kind 'file' needs a recording: --play FILE or [source] file")
+    if args.speed < 0 or not math.isfinite(args.speed):
+        raise ValueError("--speed must be >= 0 (0: as fast as possible)")
+    recording = open_recording(args.play, fs=args.signal_fs, units=args.signal_units)
+    clock = ScaledClock(args.speed) if args.speed > 0 else None
+    return Live(FileSource(recording, clock=clock), None, None)
+
+
+def _inputs(args: argparse.Namespace, default: list[str]) -> list[tuple[str, str]]:
+    names = list(args.channel_names)
+    inputs = list(args.inputs or default[: len(names)])
+    if len(inputs) != len(names):
+        raise ValueError(
+            f"{len(names)} channel name(s) {names} but {len(inputs)} input(s) {inputs}: give "
+            "one input per channel ([device] channels, [source] inputs)"
+        )
+    return list(zip(names, inputs, strict=True))
+
+
+def _real_mcp3008(args: argparse.Namespace, front_end: FrontEnd) -> Live:
+    """An MCP3008 on /dev/spidev<bus>.<device> (needs the `pi` extra)."""
+    source = MCP3008Source(
+        lambda: open_spi(args.spi_bus, args.spi_device),
+        _inputs(args, ["CH0", "CH1", "CH2", "CH3"]),
+        vref=args.vref,
+        fs=args.rate or 1000.0,
+        clock=SystemClock(),
+    )
+    return Live(source, front_end, (0.0, source.vref - source.lsb_v), None, source.lsb_v)
+
+
+def _real_ads1115(args: argparse.Namespace, front_end: FrontEnd) -> Live:
+    """An ADS1115 on /dev/i2c-<bus>, data-ready on a GPIO pin; differential inputs, so the
+    front end's bias cancels."""
+    source = ADS1115Source(
+        args.i2c_bus,
+        address=args.i2c_address,
+        inputs=_inputs(args, ["AIN0-AIN1", "AIN2-AIN3"]),
+        pga=args.pga,
+        data_rate=int(args.rate or 860),
+        ready_pin=args.ready_pin,
+        clock=SystemClock(),
+    )
+    differential = FrontEnd(front_end.gain, 0.0, (-args.pga, args.pga))
+    return Live(source, differential, (-args.pga, args.pga), None, lsb_volts(args.pga))
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:
@@ -237,4 +312,4 @@ def _chain(first: list, rest: Iterator) -> Iterator:
     yield from rest
 
 
-__all__ = ["SIM_CHIPS", "Live", "add_live_options", "open_live"]
+__all__ = ["SIM_CHIPS", "Live", "add_live_options", "open_live", "open_source"]

@@ -129,7 +129,7 @@ def pipeline_config(
     args: argparse.Namespace, fs: float, channels: tuple[str, ...], units: str
 ) -> PipelineConfig:
     """The pipeline configuration the shared options describe."""
-    notch = None if args.notch == "none" else float(args.notch)
+    notch = None if str(args.notch) in ("none", "0") else float(args.notch)
     return PipelineConfig(
         fs=fs,
         channels=channels,
@@ -157,7 +157,7 @@ def _calibration_for(
 ) -> tuple[tuple[str, ChannelCalibration], ...]:
     if not args.calibration:
         return ()
-    saved = load_calibration(args.calibration)
+    saved = load_calibration(Path(args.calibration))
     missing = [c for c in channels if c not in saved]
     if missing:
         raise ConfigError(

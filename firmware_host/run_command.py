@@ -1,180 +1,169 @@
-"""`crampwatch run --sim ads1115|mcp3008 --signal FILE|synthetic [--speed X]`: the live path.
+"""`crampwatch run`: the device daemon.
 
-The real driver reads a simulated converter at the bus; its samples run through the same pipeline
-as a replay; events are printed as they happen (or written like `replay` writes them, with
-`--out`). Ctrl-C stops cleanly: open events are closed and the totals printed.
+Source (a real ADS1115/MCP3008, a simulated one, or a recording played in real time or faster)
+-> the same pipeline as `replay` -> MQTT (through the durable outbox), the night recording,
+optionally an event file, and a log that says what happens. Settings come from a TOML file
+(`--config`), overridden by the options given here. SIGTERM or Ctrl-C stops cleanly: open events
+are closed and sent, `offline` is published, files are closed.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import sys
-from contextlib import nullcontext
-from datetime import UTC, datetime, timedelta
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from dsp.config import ConfigError
-from dsp.events import STATE_IDLE, Event, QualityChange, iso_utc
-from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host import live_sources
 from firmware_host.calibration_file import CalibrationFileError
-from firmware_host.event_output import OUTPUT_FORMATS, EventWriter, atomic_text_output, event_line
-from firmware_host.replay_command import add_pipeline_options
-from firmware_host.run_summary import RunSummary
-from hardware.acquisition import AcquisitionError
-from hardware.closing import ClosedOnExit
-from hardware.pins import (
-    MARKER_BUTTON_PIN,
-    STATUS_LED_PIN,
-    MarkerButton,
-    StatusLed,
-    led_state_for,
+from firmware_host.daemon import Daemon
+from firmware_host.daemon_config import (
+    SETTINGS,
+    DaemonConfigError,
+    load_config,
+    resolve,
 )
+from firmware_host.event_output import OUTPUT_FORMATS
+from firmware_host.mqtt_link import parse_broker
+from firmware_host.outbox import OutboxError
+from firmware_host.replay_command import add_pipeline_options
+from hardware.acquisition import AcquisitionError
 from hardware.recordings import RecordingError
 
 PROG = "crampwatch run"
+log = logging.getLogger("crampwatch")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="run the live path (simulated converters: --sim)",
+        help="the device daemon: acquire, detect, publish over MQTT, record the night",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
+    parser.add_argument("--config", type=Path, help="TOML settings (see `crampwatch config`)")
+    daemon = parser.add_argument_group("daemon")
+    daemon.add_argument(
+        "--source", choices=("simulated", "ads1115", "mcp3008", "file"), help="sample source"
+    )
+    daemon.add_argument("--play", help="play this recording (source 'file')")
+    daemon.add_argument("--broker", help="MQTT broker HOST:PORT (default localhost:1883)")
+    daemon.add_argument("--outbox", help="SQLite outbox file")
+    daemon.add_argument(
+        "--no-mqtt", dest="mqtt", action="store_const", const=False, help="do not publish"
+    )
+    daemon.add_argument(
+        "--no-discovery",
+        dest="discovery",
+        action="store_const",
+        const=False,
+        help="no Home Assistant discovery",
+    )
+    daemon.add_argument(
+        "--no-record", dest="record", action="store_const", const=False, help="do not record"
+    )
+    daemon.add_argument("--record-dir", dest="recording_dir", help="where nights are recorded")
+    daemon.add_argument(
+        "--log-level", dest="log_level", choices=("debug", "info", "warning", "error")
+    )
     live_sources.add_live_options(parser)
-    parser.add_argument("--mode", choices=("raw", "envelope"), default="raw")
-    parser.add_argument("--out", type=Path, help="write events here (default: print them)")
+    parser.add_argument("--mode", choices=("raw", "envelope"))
+    parser.add_argument("--out", help="also write events here as JSON lines (or --format csv)")
     parser.add_argument("--format", dest="fmt", choices=OUTPUT_FORMATS, default="jsonl")
     add_pipeline_options(parser)
-    parser.set_defaults(func=run, device="sim")
+    # Unset options come from the config file, then the defaults (daemon_config.SETTINGS).
+    parser.set_defaults(func=run, **{s.dest: None for s in SETTINGS})
+
+
+def settings(args: argparse.Namespace) -> argparse.Namespace:
+    """The command line over the config file over the defaults, checked; DaemonConfigError."""
+    file_values = load_config(args.config) if args.config else {}
+    if args.source is None and args.sim is not None:
+        args.source = "simulated"
+    if args.source is None and args.play is not None:
+        args.source = "file"
+    resolve(args, file_values)
+    try:
+        parse_broker(args.broker)
+    except ValueError as error:
+        raise DaemonConfigError(f"--broker: {error}") from None
+    if args.source == "file" and not args.play:
+        raise DaemonConfigError("source 'file' needs a recording: --play FILE or [source] file")
+    if args.source == "file" and not Path(args.play).exists():
+        raise DaemonConfigError(f"--play {args.play}: no such file")
+    return args
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.sim:
-        print(
-            f"{PROG}: error: say which converter: --sim mcp3008 or --sim ads1115 (real "
-            "hardware comes with the device daemon)",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        live = live_sources.open_live(args)
-        with live.source:
-            live.source.start()
-            config, arrays = live.configure(args)
-            started = datetime.now(UTC)
-            pipeline = Pipeline(
-                config, source_id=f"{args.device}-{started.isoformat()}", session_start=started
-            )
-            summary = RunSummary(config.channels)
-            print(
-                f"{args.sim}: {len(config.channels)} channel(s) at {config.fs:g} Hz "
-                f"(estimated), {args.speed:g}x real time",
-                file=sys.stderr,
-            )
-            panel = DevicePanel(live, config.channels)
-            with (
-                panel,
-                atomic_text_output(args.out) if args.out else nullcontext(None) as stream,
-            ):
-                writer = EventWriter(stream, args.fmt) if stream else None
-                try:
-                    for array in arrays:
-                        output = pipeline.process(array)
-                        _show(output, started, summary, writer)
-                        panel.update(output, writer, pipeline.duration_s)
-                except KeyboardInterrupt:
-                    print(f"{PROG}: stopping", file=sys.stderr)
-                output = pipeline.finish()
-                _show(output, started, summary, writer)
-                panel.update(output, writer, pipeline.duration_s)
-                summary.duration_s = pipeline.duration_s
-                if writer:
-                    writer.summary(
-                        {**summary.as_dict(), "acquisition": live.source.stats.as_dict()}
-                    )
+        args = settings(args)
+    except (DaemonConfigError, ValueError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    _configure_logging(args.log_level)
+    daemon = Daemon(args)
+    try:
+        with _stop_on_signals(daemon.stop):
+            daemon.run()
     except (
         ConfigError,
         CalibrationFileError,
         RecordingError,
         AcquisitionError,
+        OutboxError,
         ValueError,
+        OSError,
     ) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        log.error("%s: error: %s", PROG, error)
         return 2
-    print(summary.format_text(), file=sys.stderr)
-    stats = live.source.stats
-    print(
-        f"acquisition: {stats.frames} frames, {stats.missing_frames} missing, "
-        f"{stats.bus_errors} bus errors ({stats.retries} retried), {stats.overruns} overruns",
-        file=sys.stderr,
-    )
+    if daemon.summary is not None:
+        print(daemon.summary.format_text(), file=sys.stderr)
+    s = daemon.stats
+    if s:
+        print(
+            f"acquisition: {s['frames']} frames, {s['missing_frames']} missing, "
+            f"{s['bus_errors']} bus errors ({s['retries']} retried), {s['overruns']} overruns",
+            file=sys.stderr,
+        )
     return 0
 
 
-class DevicePanel(ClosedOnExit):
-    """The wearer's side of the device: the marker button (each press is written beside the
-    events, for research) and the status LED (ok, cramp, signal lost). On simulated converters
-    both sit on gpiozero mock pins, so tests can press the button."""
-
-    def __init__(self, live: live_sources.Live, channels: tuple[str, ...]) -> None:
-        self.clock = live.source.clock
-        self.button = MarkerButton(
-            MARKER_BUTTON_PIN, clock=self.clock, pin_factory=live.pin_factory
-        )
-        self.led = StatusLed(STATUS_LED_PIN, pin_factory=live.pin_factory)
-        self.states = dict.fromkeys(channels, STATE_IDLE)
-        self.led.show(led_state_for(self.states))
-        self.t0: float | None = None
-        self.markers: list[dict[str, object]] = []
-
-    def update(self, output: PipelineOutput, writer: EventWriter | None, elapsed_s: float) -> None:
-        """Follow the channel states on the LED; write any marker presses."""
-        for change in output.state_changes:
-            self.states[change.channel] = change.state
-        if output.state_changes:
-            self.led.show(led_state_for(self.states))
-        if self.t0 is None:  # the clock time of the session's first sample
-            self.t0 = self.clock.monotonic() - elapsed_s
-        for marker in self.button.take_markers():
-            record = {
-                "type": "marker",
-                "source": marker.source,
-                "at_s": round(marker.at - self.t0, 3),
-                "wall": iso_utc(marker.wall),
-            }
-            self.markers.append(record)
-            if writer is not None:
-                writer.record(record)
-            else:
-                print(f"          marker ({marker.source}) at {record['at_s']:.1f} s", flush=True)
-
-    def close(self) -> None:
-        self.button.close()
-        self.led.close()
+def _configure_logging(level: str) -> None:
+    """Log lines on stderr; without timestamps under systemd (the journal adds its own)."""
+    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
+    fmt = "%(levelname)s %(message)s" if under_systemd else "%(asctime)s %(levelname)s %(message)s"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    root = logging.getLogger("crampwatch")
+    for old in list(root.handlers):
+        if getattr(old, "crampwatch_run", False):
+            root.removeHandler(old)
+    handler.crampwatch_run = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
 
 
-def _show(
-    output: PipelineOutput, started: datetime, summary: RunSummary, writer: EventWriter | None
-) -> None:
-    summary.add_events(output.events)
-    summary.add_state_changes(output.state_changes)
-    for record in output.records:
-        if writer is not None:
-            if isinstance(record, Event):
-                writer.event(record)
-            elif isinstance(record, QualityChange):
-                writer.quality(record)
-            continue
-        if isinstance(record, Event):
-            clock = (started + timedelta(seconds=record.start_s)).strftime("%H:%M:%S")
-            print(f"{clock}  {event_line(record)}", flush=True)
-        elif isinstance(record, QualityChange) and record.problems:
-            print(
-                f"          {record.channel}: {', '.join(record.problems)} at {record.at_s:.0f} s",
-                flush=True,
-            )
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT ask for a clean stop; a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("%s received: stopping cleanly", signal.Signals(signum).name)
+        stop.set()
 
-def _speed_text(speed: float) -> str:
-    return "as fast as possible" if speed == 0 else f"{speed:g}x real time"
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)

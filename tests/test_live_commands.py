@@ -48,6 +48,8 @@ def run_sim(recording: Path, out: Path, *extra: str) -> int:
             "0",
             "--out",
             str(out),
+            "--no-mqtt",
+            "--no-record",
             *extra,
         ]
     )
@@ -97,9 +99,11 @@ def test_bus_errors_leave_gaps_and_the_run_goes_on(recording: Path, tmp_path: Pa
     assert any(e.get("kind") == "cramp" for e in lines)
 
 
-def test_run_needs_a_converter(capsys: pytest.CaptureFixture) -> None:
-    assert main(["run"]) == 2
-    assert "--sim" in capsys.readouterr().err
+def test_run_refuses_a_recording_that_is_not_there_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["run", "--play", str(tmp_path / "missing.edf"), "--no-mqtt"]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_guided_calibration_on_a_simulated_chip_saves_floor_and_mvc(tmp_path: Path) -> None:
@@ -267,6 +271,8 @@ def test_the_simulated_ads1115_finds_the_replays_cramp_at_its_measured_rate(
                 "0.05",
                 "--out",
                 str(out),
+                "--no-mqtt",
+                "--no-record",
             ]
         )
         == 0
@@ -288,13 +294,11 @@ def test_the_simulated_ads1115_finds_the_replays_cramp_at_its_measured_rate(
 
 def test_marker_presses_are_written_beside_the_events_and_the_led_follows_cramps() -> None:
     import argparse
-    import io
 
     from dsp.events import StateChange
     from dsp.pipeline import PipelineOutput
     from firmware_host import live_sources
-    from firmware_host.event_output import EventWriter
-    from firmware_host.run_command import DevicePanel
+    from firmware_host.device_panel import DevicePanel
     from hardware.pins import MARKER_BUTTON_PIN
 
     args = argparse.Namespace(
@@ -309,8 +313,6 @@ def test_marker_presses_are_written_beside_the_events_and_the_led_follows_cramps
         bus_error_rate=0.0,
     )
     live = live_sources.open_live(args)
-    stream = io.StringIO()
-    writer = EventWriter(stream, "jsonl")
     with DevicePanel(live, ("left_calf", "right_calf")) as panel:
         assert panel.led.state == "ok"
         live.source.clock.sleep(12.5)
@@ -320,12 +322,12 @@ def test_marker_presses_are_written_beside_the_events_and_the_led_follows_cramps
         cramp = PipelineOutput(
             0, np.empty((0, 2)), state_changes=[StateChange("left_calf", "cramp", 12.0)]
         )
-        panel.update(cramp, writer, elapsed_s=12.5)
+        markers = panel.update(cramp, elapsed_s=12.5)
         assert panel.led.state == "cramp"
         idle = PipelineOutput(
             0, np.empty((0, 2)), state_changes=[StateChange("left_calf", "idle", 20.0)]
         )
-        panel.update(idle, writer, elapsed_s=20.0)
+        assert panel.update(idle, elapsed_s=20.0) == []
         assert panel.led.state == "ok"
-    record = json.loads(stream.getvalue().splitlines()[0])
+    (record,) = markers
     assert record["type"] == "marker" and record["at_s"] == pytest.approx(12.5, abs=0.01)

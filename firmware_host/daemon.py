@@ -1,0 +1,289 @@
+"""The device daemon: source -> pipeline -> outputs (MQTT through the outbox, night recording,
+event file, log), until the source ends or a stop is asked for (SIGTERM/SIGINT)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from dsp.config import PipelineConfig
+from dsp.events import (
+    PHASE_ENDED,
+    STATE_SIGNAL_LOST,
+    Event,
+    QualityChange,
+    StateChange,
+)
+from dsp.pipeline import Pipeline, PipelineOutput
+from firmware_host import live_sources
+from firmware_host.device_panel import DevicePanel
+from firmware_host.event_output import EventWriter, atomic_text_output, event_line
+from firmware_host.ha_discovery import birth_topic, discovery_messages
+from firmware_host.messages import (
+    ChannelStates,
+    EnvelopeSummary,
+    Topics,
+    event_payload,
+    marker_payload,
+    quality_payload,
+)
+from firmware_host.mqtt_link import BrokerSettings, MqttLink, parse_broker
+from firmware_host.night_recorder import NightRecorder, night_directory
+from firmware_host.outbox import Outbox
+from firmware_host.run_summary import RunSummary
+
+log = logging.getLogger("crampwatch")
+STATE_REFRESH_S = 60.0  # the retained state (with the good-signal totals) at least this often
+
+
+class Publisher:
+    """Pipeline output -> MQTT: events, quality and the retained state through the outbox
+    (QoS 1), envelope summaries live (QoS 0)."""
+
+    def __init__(
+        self, link: MqttLink, config: PipelineConfig, hop_s: float, started: datetime,
+        envelope_interval_s: float,
+    ) -> None:  # fmt: skip
+        self.link, self.outbox, self.topics = link, link.outbox, link.topics
+        self.started = started
+        self.states = ChannelStates(config.device, config.channels, started)
+        self.envelope = EnvelopeSummary(
+            config.device, config.channels, hop_s, started, envelope_interval_s
+        )
+        self._state_at_s = 0.0
+        self._put_state(0.0)
+
+    def publish(self, output: PipelineOutput, elapsed_s: float) -> None:
+        for record in output.records:
+            if isinstance(record, Event):
+                self.outbox.put(self.topics.event, event_payload(record), kind="event")
+            elif isinstance(record, QualityChange):
+                payload = quality_payload(record, self.topics.device, self.started)
+                self.outbox.put(self.topics.quality, payload, kind="quality")
+            elif isinstance(record, StateChange):
+                self.states.change(record.channel, record.state, record.at_s)
+        if output.state_changes or elapsed_s - self._state_at_s >= STATE_REFRESH_S:
+            self._put_state(elapsed_s)
+        if output.records:
+            self.link.kick()
+        for summary in self.envelope.add(output.first_hop, output.envelope):
+            self.link.publish_live(self.topics.envelope, summary)
+
+    def marker(self, marker: dict[str, Any]) -> None:
+        payload = marker_payload(
+            self.topics.device, str(marker["wall"]), float(marker["at_s"]), str(marker["source"])
+        )
+        self.outbox.put(self.topics.marker, payload, kind="marker")
+        self.link.kick()
+
+    def close_session(self, elapsed_s: float) -> None:
+        """The final state: every open stretch closed, the session's good-signal totals."""
+        self._put_state(elapsed_s)
+        self.link.kick()
+
+    def _put_state(self, elapsed_s: float) -> None:
+        self._state_at_s = elapsed_s
+        self.outbox.put(
+            self.topics.state, self.states.payload(elapsed_s), kind="state", retain=True,
+            coalesce_key=f"state {self.started.isoformat()}",  # one session's newest state
+        )  # fmt: skip
+
+
+@dataclass
+class Daemon:
+    """One run of the device: open everything, loop over sample arrays, close everything."""
+
+    args: argparse.Namespace
+    stop: threading.Event = field(default_factory=threading.Event)
+    summary: RunSummary | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def run(self) -> None:
+        args = self.args
+        live = live_sources.open_source(args)
+        with ExitStack() as stack:
+            stack.enter_context(live.source)
+            live.source.start()
+            config, arrays = live.configure(args)
+            started = datetime.now(UTC)
+            pipeline = Pipeline(
+                config, source_id=f"{args.device}-{started.isoformat()}", session_start=started
+            )
+            self.summary = RunSummary(config.channels)
+            log.info(
+                "%s: %d channel(s) %s at %g Hz%s",
+                args.source if args.source != "simulated" else f"simulated {args.sim}",
+                len(config.channels),
+                ", ".join(config.channels),
+                config.fs,
+                " (measured)" if live.front_end is not None else "",
+            )
+            outputs = self._open_outputs(stack, live, config, pipeline, started)
+            for array in arrays:
+                outputs.handle(pipeline.process(array), array, pipeline.duration_s)
+                if self.stop.is_set():
+                    log.info("stopping: closing open events and flushing")
+                    break
+            outputs.handle(pipeline.finish(), None, pipeline.duration_s)
+            self.summary.duration_s = pipeline.duration_s
+            self.stats = live.source.stats.as_dict()
+            outputs.finish(
+                {**self.summary.as_dict(), "acquisition": self.stats}, pipeline.duration_s
+            )
+
+    def _open_outputs(
+        self, stack: ExitStack, live: live_sources.Live, config: PipelineConfig,
+        pipeline: Pipeline, started: datetime,
+    ) -> Outputs:  # fmt: skip
+        args = self.args
+        assert self.summary is not None
+        outputs = Outputs(config, started, self.summary)
+        if live.pin_factory is not None or args.source in ("ads1115", "mcp3008"):
+            outputs.panel = stack.enter_context(DevicePanel(live, config.channels))
+        if args.out:
+            stream = stack.enter_context(atomic_text_output(Path(args.out)))
+            outputs.writer = EventWriter(stream, args.fmt)
+        if args.record:
+            directory = night_directory(Path(args.recording_dir).expanduser(), started,
+                                        config.device)  # fmt: skip
+            outputs.recorder = stack.enter_context(
+                NightRecorder.for_config(
+                    directory,
+                    config,
+                    started=started,
+                    lsb_v=live.lsb_v,
+                    segment_s=args.segment_minutes * 60.0,
+                )
+            )
+            log.info("recording the night to %s", directory)
+        if args.mqtt:
+            outputs.publisher = self._open_publisher(stack, config, pipeline, started)
+        return outputs
+
+    def _open_publisher(
+        self, stack: ExitStack, config: PipelineConfig, pipeline: Pipeline, started: datetime
+    ) -> Publisher:
+        args = self.args
+        outbox = stack.enter_context(
+            Outbox(
+                Path(args.outbox).expanduser(),
+                max_unsent=args.max_unsent,
+                keep_sent_s=args.keep_sent_days * 86400.0,
+            )
+        )
+        outbox.prune()
+        topics = Topics(config.device, args.topic_prefix)
+        host, port = parse_broker(args.broker)
+        link = MqttLink(
+            BrokerSettings(
+                host=host,
+                port=port,
+                username=args.username,
+                password=args.password,
+                tls=args.tls,
+                ca_file=args.ca_file,
+                cert_file=args.cert_file,
+                key_file=args.key_file,
+                tls_insecure=args.tls_insecure,
+                keepalive_s=args.keepalive_s,
+            ),
+            topics,
+            outbox,
+            discovery=(
+                (lambda: discovery_messages(topics, config.channels, args.discovery_prefix))
+                if args.discovery
+                else None
+            ),
+            discovery_birth_topic=birth_topic(args.discovery_prefix) if args.discovery else None,
+            envelope_expiry_s=args.envelope_expiry_s,
+        )
+        link.start()
+        stack.callback(link.stop)
+        hop_s = pipeline.hop / config.fs
+        return Publisher(link, config, hop_s, started, args.envelope_interval_s)
+
+
+@dataclass
+class Outputs:
+    """Where each block's results go; every part is optional."""
+
+    config: PipelineConfig
+    started: datetime
+    summary: RunSummary
+    panel: DevicePanel | None = None
+    writer: EventWriter | None = None
+    recorder: NightRecorder | None = None
+    publisher: Publisher | None = None
+    lost: set[str] = field(default_factory=set)
+
+    def handle(self, output: PipelineOutput, samples: Any, elapsed_s: float) -> None:
+        if samples is not None:
+            self._recording(lambda recorder: recorder.write(samples))
+        self.summary.add_events(output.events)
+        self.summary.add_state_changes(output.state_changes)
+        for record in output.records:
+            self._record(record)
+        if self.publisher is not None:
+            self.publisher.publish(output, elapsed_s)
+        if self.panel is not None:
+            for marker in self.panel.update(output, elapsed_s):
+                self._marker(marker)
+
+    def finish(self, summary: dict[str, Any], elapsed_s: float) -> None:
+        if self.publisher is not None:
+            self.publisher.close_session(elapsed_s)
+        if self.writer is not None:
+            self.writer.summary(summary)
+
+    def _record(self, record: Event | StateChange | QualityChange) -> None:
+        if isinstance(record, Event):
+            if self.writer is not None:
+                self.writer.event(record)
+            if record.phase == PHASE_ENDED:
+                self._recording(lambda recorder: recorder.event(record))
+            at = self.started + timedelta(seconds=record.start_s)
+            log.info("%s  %s", at.astimezone().strftime("%H:%M:%S"), event_line(record))
+        elif isinstance(record, QualityChange):
+            if self.writer is not None:
+                self.writer.quality(record)
+            if record.problems:
+                log.info(
+                    "%s: %s at %.0f s", record.channel, ", ".join(record.problems), record.at_s
+                )
+        elif record.state == STATE_SIGNAL_LOST:
+            self.lost.add(record.channel)
+            log.warning("%s: signal lost at %.0f s; no detection until it is back",
+                        record.channel, record.at_s)  # fmt: skip
+        elif record.channel in self.lost:
+            self.lost.discard(record.channel)
+            log.info("%s: signal back at %.0f s", record.channel, record.at_s)
+
+    def _marker(self, marker: dict[str, Any]) -> None:
+        log.info("marker button pressed at %.1f s", marker["at_s"])
+        if self.writer is not None:
+            self.writer.record(marker)
+        if self.publisher is not None:
+            self.publisher.marker(marker)
+        self._recording(
+            lambda recorder: recorder.marker(
+                float(marker["at_s"]), str(marker["wall"]), str(marker["source"])
+            )
+        )
+
+    def _recording(self, write: Callable[[NightRecorder], None]) -> None:
+        """Write to the night recording; a disk that fails (full, removed) stops the recording,
+        loudly, never the detection or the messages."""
+        if self.recorder is None:
+            return
+        try:
+            write(self.recorder)
+        except OSError as error:
+            log.error("night recording stopped: %s; detection and MQTT go on", error)
+            self.recorder = None
