@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # crampwatch set-up and entry points. Creates .venv (and installs what is missing) on first use.
-#   ./run.sh demo [OPTIONS]   simulated night through the full pipeline, events printed
+#   ./run.sh demo [OPTIONS]   the whole product on demo data: broker, dashboard, simulated device
 #   ./run.sh test [PYTEST ARGS]   the whole test suite
 #   ./run.sh bench [OPTIONS]  benchmarks (installs the peers NeuroKit2 and BioSPPy)
 #   ./run.sh crampwatch ARGS  any crampwatch command inside the environment
@@ -27,6 +27,21 @@ PY
     fi
 }
 
+ensure_mosquitto() {
+    # The MQTT broker (and its command-line clients) that tests and the demo run on loopback.
+    if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ] \
+        || ! command -v mosquitto_sub >/dev/null; then
+        apt_install mosquitto mosquitto-clients
+    fi
+}
+
+ensure_chromium() {
+    # The headless browser the web UI tests drive.
+    if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then
+        apt_install chromium
+    fi
+}
+
 ensure_venv() {
     local extras="$1" stamp="$VENV/.installed-$1"
     ensure_python
@@ -47,17 +62,21 @@ command="${1:-help}"
 [ $# -gt 0 ] && shift
 case "$command" in
     demo)
-        ensure_venv research
+        ensure_mosquitto
+        ensure_venv research,dashboard
         exec "$VENV/bin/crampwatch" demo "$@" ;;
     test)
-        ensure_venv research,test
+        ensure_mosquitto
+        ensure_chromium
+        ensure_venv research,dashboard,test
         # One process: the real-time acquisition tests run threads that need the second core.
         exec "$VENV/bin/python" -m pytest "$@" ;;
     bench)
-        ensure_venv research,bench
+        ensure_mosquitto
+        ensure_venv research,dashboard,bench
         exec "$VENV/bin/python" -m benchmarks "$@" ;;
     crampwatch)
-        ensure_venv research
+        ensure_venv research,dashboard
         exec "$VENV/bin/crampwatch" "$@" ;;
     *)
         sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'

@@ -6,13 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from dashboards import commands as dashboard_commands
 from dsp import __version__
 from firmware_host import (
     calibrate_command,
+    config_command,
     demo_command,
     evaluate_command,
+    export_command,
     replay_command,
     run_command,
+    service_command,
 )
 from firmware_host.allocator import keep_block_buffers
 
@@ -29,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_command.add_parser(subparsers)
     run_command.add_parser(subparsers)
     calibrate_command.add_parser(subparsers)
+    export_command.add_parser(subparsers)
+    config_command.add_parser(subparsers)
+    service_command.add_parser(subparsers)
+    dashboard_commands.add_parsers(subparsers)
     return parser
 
 

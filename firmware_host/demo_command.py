@@ -1,13 +1,16 @@
-"""`crampwatch demo`: a simulated night through the full pipeline, events printed as they happen.
+"""`crampwatch demo`: the whole product with demo data, or (`--terminal`) one night in the terminal.
 
-No Pi and no services: a seeded synthetic two-calf night (cramps, turning over, periodic limb
-movements, a walk to the bathroom, an electrode coming off) is streamed block by block through the
-same pipeline that runs live, and the detections are scored against the night's ground truth.
+By default: a private Mosquitto broker, the dashboard on localhost and a simulated device playing a
+few weeks of synthetic nights (see firmware_host/demo_stack.py). With `--terminal`, no services: a
+seeded synthetic two-calf night (cramps, turning over, periodic limb movements, a walk to the
+bathroom, an electrode coming off) is streamed through the same pipeline that runs live, events
+are printed as they happen, and the detections are scored against the night's ground truth.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
@@ -30,7 +33,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="run a simulated night through the detector (no hardware needed)",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    parser.add_argument("--hours", type=float, default=8.0, help="length of the night (default 8)")
+    parser.add_argument(
+        "--terminal", action="store_true", help="one night in the terminal, no services"
+    )
+    parser.add_argument("--nights", type=int, default=14, help="nights the device plays (14)")
+    parser.add_argument("--port", type=int, default=8080, help="dashboard port (8080)")
+    parser.add_argument("--dir", type=Path, help="where the demo keeps its files (a temp dir)")
+    parser.add_argument("--tz", help="time zone for nights (default: the system's)")
+    parser.add_argument("--exit-when-done", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--hours", type=float, help="night length (default 7.5 for the device, 8 with --terminal)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="which simulated night (default 7)")
     parser.add_argument("--fs", type=float, default=1000.0, help="sampling rate (default 1000)")
     parser.add_argument("--out", type=Path, help="also write the events as JSON lines here")
@@ -40,6 +53,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.terminal:
+        return run_stack(args)
+    return run_terminal(args)
+
+
+def run_stack(args: argparse.Namespace) -> int:
+    """Broker, dashboard and simulated device; serves until Ctrl-C."""
+    prog = "crampwatch demo"
+    try:
+        from dashboards.server import DashboardSetupError, local_zone
+        from firmware_host.demo_stack import NIGHT_HOURS, DemoStack, default_directory
+    except ImportError as error:
+        print(f"{prog}: error: {error.name} is missing: pip install 'crampwatch[dashboard]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("crampwatch.dashboard.ingest").setLevel(logging.WARNING)
+    if not 1 <= args.nights <= 120 or not 0 < (args.hours or NIGHT_HOURS) <= 16:
+        print(f"{prog}: error: --nights must be 1-120 and --hours 0-16", file=sys.stderr)
+        return 2
+    try:
+        tz = local_zone(args.tz)
+        directory = args.dir or default_directory()
+        directory.mkdir(parents=True, exist_ok=True)
+        stack = DemoStack(directory, args.port, args.nights, tz, args.hours or NIGHT_HOURS)
+        stack.run(exit_when_done=args.exit_when_done)
+    except (DashboardSetupError, RuntimeError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: stopped", file=sys.stderr)
+    return 0
+
+
+def run_terminal(args: argparse.Namespace) -> int:
+    args.hours = args.hours or 8.0
     if not 0 < args.hours <= 24:
         print("crampwatch demo: error: --hours must be between 0 and 24", file=sys.stderr)
         return 2

@@ -176,6 +176,7 @@ def test_demo_output_scores_against_its_ground_truth(tmp_path: Path) -> None:
         main(
             [
                 "demo",
+                "--terminal",
                 "--hours",
                 "0.5",
                 "--seed",

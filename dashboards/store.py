@@ -1,0 +1,331 @@
+"""The dashboard's SQLite store (WAL): events, sessions, device status, intake, refusals.
+
+Everything is keyed by its id (`event_id` + phase, `entry_id`, device + session start), so a
+message stored twice, or replayed, changes nothing. The schema is versioned (`PRAGMA
+user_version`) and migrated forward on open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE event (
+        event_id TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        device TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        start TEXT NOT NULL,
+        end TEXT,
+        duration_s REAL NOT NULL,
+        peak_uv REAL,
+        payload TEXT NOT NULL,
+        received TEXT NOT NULL,
+        PRIMARY KEY (event_id, phase)
+    );
+    CREATE INDEX event_start ON event (start);
+    CREATE TABLE session (
+        device TEXT NOT NULL,
+        session_start TEXT NOT NULL,
+        recorded_s REAL NOT NULL,
+        good_s TEXT NOT NULL,
+        cramps INTEGER NOT NULL,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (device, session_start)
+    );
+    CREATE TABLE quality (
+        device TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        at TEXT NOT NULL,
+        problems TEXT NOT NULL,
+        PRIMARY KEY (device, channel, at)
+    );
+    CREATE TABLE marker (
+        device TEXT NOT NULL,
+        at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (device, at)
+    );
+    CREATE TABLE device (
+        device TEXT PRIMARY KEY,
+        status TEXT,
+        status_at TEXT,
+        last_seen TEXT NOT NULL,
+        state TEXT,
+        envelope TEXT
+    );
+    CREATE TABLE intake (
+        entry_id TEXT PRIMARY KEY,
+        time TEXT NOT NULL,
+        factor TEXT NOT NULL,
+        amount REAL NOT NULL,
+        unit TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX intake_time ON intake (time);
+    CREATE TABLE custom_factor (
+        key TEXT PRIMARY KEY,
+        label TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        kind TEXT NOT NULL
+    );
+    CREATE TABLE refusal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+KEEP_REFUSALS = 1000
+
+
+class StoreError(Exception):
+    """The database cannot be opened or used."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StoredIntake:
+    entry_id: str
+    time: str
+    factor: str
+    amount: float
+    unit: str
+    note: str
+    source: str
+
+
+class Store:
+    """One SQLite file; safe to share between the ingest thread and the web server."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"cannot use {self.path} as the dashboard database ({error}); give another "
+                "--db path or move the damaged file away"
+            ) from error
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer crampwatch (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}); upgrade crampwatch"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self._db:
+                self._db.executescript(
+                    f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version={number + 1}; COMMIT;"
+                )
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._db:
+            yield self._db
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- device messages -------------------------------------------------------------------
+
+    def add_event(self, event: dict[str, Any]) -> bool:
+        """Store an event message; False when it was there already."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO event (event_id, phase, device, channel, kind, start,"
+                " end, duration_s, peak_uv, payload, received)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event["event_id"], event["phase"], event["device"], event["channel"],
+                    event["kind"], event["start"], event.get("end"), event["duration_s"],
+                    event.get("peak_uv"), json.dumps(event), now_iso(),
+                ),
+            )  # fmt: skip
+            self._seen(db, event["device"])
+            return cursor.rowcount == 1
+
+    def add_quality(self, quality: dict[str, Any]) -> bool:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO quality (device, channel, at, problems)"
+                " VALUES (?, ?, ?, ?)",
+                (quality["device"], quality["channel"], quality["at"],
+                 json.dumps(quality["problems"])),
+            )  # fmt: skip
+            self._seen(db, quality["device"])
+            return cursor.rowcount == 1
+
+    def add_marker(self, marker: dict[str, Any]) -> bool:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO marker (device, at, source) VALUES (?, ?, ?)",
+                (marker["device"], marker["at"], marker["source"]),
+            )
+            self._seen(db, marker["device"])
+            return cursor.rowcount == 1
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """The device's latest state, and its session's totals (never moved backwards)."""
+        good = {c: v["good_s"] for c, v in state["channels"].items()}
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO session (device, session_start, recorded_s, good_s, cramps, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (device, session_start) DO UPDATE SET recorded_s ="
+                " excluded.recorded_s, good_s = excluded.good_s, cramps = excluded.cramps,"
+                " updated = excluded.updated WHERE excluded.recorded_s >= session.recorded_s",
+                (state["device"], state["session_start"], state["recorded_s"], json.dumps(good),
+                 state["cramps_tonight"], now_iso()),
+            )  # fmt: skip
+            latest = db.execute(
+                "SELECT MAX(session_start) FROM session WHERE device = ?", (state["device"],)
+            ).fetchone()[0]
+            if latest == state["session_start"]:
+                self._seen(db, state["device"], state=json.dumps(state))
+
+    def set_status(self, device: str, status: str) -> None:
+        with self.transaction() as db:
+            self._seen(db, device)
+            db.execute(
+                "UPDATE device SET status = ?, status_at = ? WHERE device = ?",
+                (status, now_iso(), device),
+            )
+
+    def set_envelope(self, envelope: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            self._seen(db, envelope["device"], envelope=json.dumps(envelope))
+
+    def _seen(self, db: sqlite3.Connection, device: str, **columns: str) -> None:
+        db.execute(
+            "INSERT INTO device (device, last_seen) VALUES (?, ?)"
+            " ON CONFLICT (device) DO UPDATE SET last_seen = excluded.last_seen",
+            (device, now_iso()),
+        )
+        for column, value in columns.items():
+            db.execute(f"UPDATE device SET {column} = ? WHERE device = ?", (value, device))
+
+    # -- refusals --------------------------------------------------------------------------
+
+    def refuse(self, topic: str, reason: str, payload: bytes) -> None:
+        """Keep a bounded record of a refused message and count it."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO refusal (at, topic, reason, payload) VALUES (?, ?, ?, ?)",
+                (now_iso(), topic[:200], reason[:500], payload[:500].decode("utf-8", "replace")),
+            )
+            db.execute(
+                "DELETE FROM refusal WHERE id <= (SELECT MAX(id) FROM refusal) - ?",
+                (KEEP_REFUSALS,),
+            )
+            self._bump(db, "refused")
+
+    def counter(self, name: str) -> int:
+        row = self.query("SELECT value FROM counter WHERE name = ?", (name,))
+        return int(row[0]["value"]) if row else 0
+
+    def bump(self, name: str, by: int = 1) -> None:
+        with self.transaction() as db:
+            self._bump(db, name, by)
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection, name: str, by: int = 1) -> None:
+        db.execute(
+            "INSERT INTO counter (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    # -- intake ----------------------------------------------------------------------------
+
+    def put_intake(self, entry: dict[str, Any]) -> bool:
+        """Insert or replace an intake entry by its id; True when it was new."""
+        with self.transaction() as db:
+            exists = db.execute(
+                "SELECT 1 FROM intake WHERE entry_id = ?", (entry["entry_id"],)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO intake (entry_id, time, factor, amount, unit, note, source, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_id) DO UPDATE SET"
+                " time = excluded.time, factor = excluded.factor, amount = excluded.amount,"
+                " unit = excluded.unit, note = excluded.note, source = excluded.source,"
+                " updated = excluded.updated",
+                (entry["entry_id"], entry["time"], entry["factor"], entry["amount"],
+                 entry["unit"], entry.get("note") or "", entry.get("source") or "api", now_iso()),
+            )  # fmt: skip
+            return exists is None
+
+    def delete_intake(self, entry_id: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM intake WHERE entry_id = ?", (entry_id,)).rowcount == 1
+
+    def intake(self, entry_id: str) -> StoredIntake | None:
+        rows = self.query(
+            "SELECT entry_id, time, factor, amount, unit, note, source FROM intake"
+            " WHERE entry_id = ?",
+            (entry_id,),
+        )
+        return StoredIntake(*rows[0]) if rows else None
+
+    def intakes(self, start: str | None = None, end: str | None = None) -> list[StoredIntake]:
+        rows = self.query(
+            "SELECT entry_id, time, factor, amount, unit, note, source FROM intake"
+            " WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) ORDER BY time DESC",
+            (start, start, end, end),
+        )
+        return [StoredIntake(*row) for row in rows]
+
+    def put_custom_factor(self, key: str, label: str, unit: str, kind: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO custom_factor (key, label, unit, kind) VALUES (?, ?, ?, ?)",
+                (key, label, unit, kind),
+            )
+
+    def custom_factors(self) -> list[sqlite3.Row]:
+        return self.query("SELECT key, label, unit, kind FROM custom_factor ORDER BY key")
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

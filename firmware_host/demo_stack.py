@@ -1,0 +1,240 @@
+"""The whole product on one machine, with demo data: a private Mosquitto broker, the dashboard,
+and a simulated device that plays a few weeks of synthetic nights at high speed.
+
+Each night is a seeded synthetic two-calf night, rendered and run through the same pipeline as
+the device (two worker processes), newest night first; its events, quality changes and session
+totals go out through the device's durable outbox and MQTT link, as on a real night. Intake for
+every day is published on the MQTT intake topic. Everything is labelled as demo data: how many
+cramps a night has is drawn from the made-up intake (more with alcohol, fewer with magnesium)
+so that the insights page has something to show, which real data need not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from dsp.config import PipelineConfig, ScalingConfig
+from dsp.pipeline import Pipeline, PipelineOutput
+from firmware_host.daemon import Publisher
+from firmware_host.local_broker import Mosquitto
+from firmware_host.messages import Topics, to_json
+from firmware_host.mqtt_link import BrokerSettings, MqttLink
+from firmware_host.outbox import Outbox
+from hardware.synthetic_emg import SyntheticEMG, plan_night
+
+log = logging.getLogger("crampwatch.demo")
+DEVICE = "demo-device"
+PERSON = "demo-person"
+FS = 1000.0
+NIGHT_HOURS = 7.5
+BLOCK = 65536
+
+
+@dataclass(frozen=True)
+class DemoNight:
+    night: date
+    seed: int
+    cramps: int
+    start: datetime  # session start, UTC
+    hours: float = NIGHT_HOURS
+
+
+def demo_days(
+    nights: int, tz: ZoneInfo, hours: float = NIGHT_HOURS, seed: int = 1
+) -> tuple[list[DemoNight], list[dict]]:
+    """The nights to play (newest first) and the intake entries of their days."""
+    rng = np.random.default_rng(seed)
+    today = datetime.now(tz).date()
+    plans, entries = [], []
+    for back in range(nights, 0, -1):
+        day = today - timedelta(days=back)
+        magnesium = rng.random() < 0.5
+        alcohol_g = float(rng.choice([0, 0, 0, 10, 20, 30]))
+        water_ml = float(rng.integers(6, 12)) * 250
+        caffeine_mg = float(rng.choice([0, 95, 95, 190]))
+        exercise_min = float(rng.choice([0, 0, 20, 45, 60]))
+        rate = max(0.1, 1.2 - 0.7 * magnesium + 0.04 * alcohol_g + 0.005 * exercise_min)
+        cramps = int(min(4, rng.poisson(rate), hours))  # short nights: fewer fit
+        midnight = datetime.combine(day, datetime.min.time(), tz)
+        start = midnight + timedelta(hours=22, minutes=30)
+        plans.append(DemoNight(day, 1000 + back, cramps, start.astimezone(UTC), hours))
+        at = partial(_hours_after, midnight)
+        entries.append(_entry(at(8), "water", water_ml, "mL", "demo: glasses through the day"))
+        if caffeine_mg:
+            entries.append(_entry(at(9), "caffeine", caffeine_mg, "mg", "demo: coffee"))
+        if magnesium:
+            entries.append(_entry(at(20), "magnesium", 300.0, "mg", "demo: supplement"))
+        if alcohol_g:
+            entries.append(_entry(at(19.5), "alcohol", alcohol_g, "g", "demo: wine"))
+        if exercise_min:
+            entries.append(_entry(at(17), "exercise", exercise_min, "min", "demo: walk"))
+    return plans[::-1], entries
+
+
+def _hours_after(moment: datetime, hours: float) -> datetime:
+    return moment + timedelta(hours=hours)
+
+
+def _entry(moment: datetime, factor: str, amount: float, unit: str, note: str) -> dict:
+    return {
+        "schema": "crampwatch.intake/1",
+        "time": moment.astimezone(UTC).isoformat(),
+        "factor": factor,
+        "amount": amount,
+        "unit": unit,
+        "note": note,
+    }
+
+
+def run_night(night: DemoNight) -> tuple[DemoNight, list[PipelineOutput], float, tuple[str, ...]]:
+    """Render one night and run it through the pipeline (in a worker process); the outputs come
+    back without their envelope hops (live views only, not kept for past nights)."""
+    plan = plan_night(
+        night.seed, duration_s=night.hours * 3600.0, fs=FS, n_cramps=night.cramps,
+        channels=("left_calf", "right_calf"),
+    )  # fmt: skip
+    config = PipelineConfig(
+        fs=FS, channels=plan.channels, device=DEVICE,
+        scaling=ScalingConfig(units="uV", rails=plan.rails_uv),
+    )  # fmt: skip
+    pipeline = Pipeline(config, source_id=f"demo-{night.night}", session_start=night.start)
+    outputs = []
+    for block in SyntheticEMG(plan, seed=night.seed).blocks(BLOCK):
+        output = pipeline.process(block)
+        if output.records:
+            outputs.append(replace(output, envelope=np.empty((0, len(plan.channels)))))
+    outputs.append(replace(pipeline.finish(), envelope=np.empty((0, len(plan.channels)))))
+    return night, outputs, pipeline.duration_s, plan.channels
+
+
+class DemoDevice:
+    """Publishes demo intake and nights through the device's outbox and MQTT link."""
+
+    def __init__(self, broker: Mosquitto, directory: Path) -> None:
+        self.outbox = Outbox(directory / "device-outbox.db")
+        self.topics = Topics(DEVICE)
+        self.link = MqttLink(
+            BrokerSettings(host="127.0.0.1", port=broker.port, client_id="crampwatch-demo"),
+            self.topics, self.outbox,
+        )  # fmt: skip
+        self.link.start()
+
+    def publish_intake(self, entries: list[dict]) -> None:
+        for entry in entries:
+            self.outbox.put(f"crampwatch/{PERSON}/intake", to_json(entry), kind="intake")
+        self.link.kick()
+
+    def publish_night(self, result: tuple[DemoNight, list[PipelineOutput], float, tuple]) -> None:
+        night, outputs, duration_s, channels = result
+        config = PipelineConfig(fs=FS, channels=channels, device=DEVICE)
+        publisher = Publisher(self.link, config, 0.02, night.start, 1.0)
+        for output in outputs:
+            at_s = max((getattr(r, "at_s", 0.0) for r in output.records), default=0.0)
+            publisher.publish(output, at_s)
+        publisher.close_session(duration_s)
+
+    def wait_until_sent(self, timeout_s: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.outbox.counts().unsent == 0:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def close(self) -> None:
+        self.link.stop()
+        self.outbox.close()
+
+
+def play(device: DemoDevice, nights: list[DemoNight]) -> None:
+    """Nights newest first, as they are computed (a worker process per core, up to four)."""
+    with ProcessPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        for done, result in enumerate(pool.map(run_night, nights), start=1):
+            device.publish_night(result)
+            log.info("demo: night of %s sent (%d of %d)", result[0].night, done, len(nights))
+
+
+@dataclass
+class DemoStack:
+    """Broker, dashboard (ingest + web server in threads) and the demo device."""
+
+    directory: Path
+    port: int
+    nights: int
+    tz: ZoneInfo
+    hours: float = NIGHT_HOURS
+
+    def run(self, *, exit_when_done: bool = False, ready: threading.Event | None = None) -> None:
+        import uvicorn
+
+        from dashboards.server import build
+
+        broker_dir = self.directory / "broker"
+        broker_dir.mkdir(parents=True, exist_ok=True)
+        broker = Mosquitto(broker_dir)
+        broker.start()
+        process = build(
+            self.directory / "dashboard.db", broker=("127.0.0.1", broker.port), tz=self.tz,
+            demo=True, client_id="crampwatch-demo-dashboard",
+        )  # fmt: skip
+        server = uvicorn.Server(
+            uvicorn.Config(process.app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, name="dashboard", daemon=True)
+        thread.start()
+        device = DemoDevice(broker, self.directory)
+        try:
+            while not server.started:
+                time.sleep(0.05)
+            print(
+                f"\ncrampwatch demo: open http://127.0.0.1:{self.port}/ (demo data)\n", flush=True
+            )
+            if ready is not None:
+                ready.set()
+            nights, entries = demo_days(self.nights, self.tz, self.hours)
+            device.publish_intake(entries)
+            play(device, nights)
+            device.wait_until_sent()
+            _wait_for_ingest(process.store)
+            print(
+                f"crampwatch demo: {len(nights)} nights and {len(entries)} intake entries sent; "
+                "the dashboard keeps running (Ctrl-C stops it)",
+                flush=True,
+            )
+            if not exit_when_done:
+                thread.join()
+        finally:
+            device.close()
+            server.should_exit = True
+            thread.join(timeout=5)
+            process.close()
+            broker.stop()
+
+
+def _wait_for_ingest(store, quiet_s: float = 1.0, timeout_s: float = 30.0) -> None:
+    """Until the dashboard has stored what the broker holds for it (nothing new for a while)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        stored = store.counter("stored")
+        if stored != last:
+            last, since = stored, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.1)
+
+
+def default_directory() -> Path:
+    return Path(tempfile.mkdtemp(prefix="crampwatch-demo-"))
