@@ -199,3 +199,52 @@ def test_fuzz_thousands_of_random_and_mutated_payloads_never_stop_ingest(ingest:
     assert {r["event_id"] for r in rows} == valid_event_ids
     assert len({(r["event_id"], r["phase"]) for r in rows}) == len(rows)
     assert ingest.store.query("SELECT COUNT(*) AS n FROM refusal")[0]["n"] <= 1000
+
+
+def test_the_dashboard_survives_a_broker_restart_and_gets_what_was_sent_while_it_was_away(
+    mosquitto, tmp_path: Path
+) -> None:
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from dashboards.server import build
+
+    process = build(tmp_path / "d.db", broker=("127.0.0.1", mosquitto.port), tz=TZ)
+    assert process.mqtt is not None and process.mqtt.connected.wait(10)
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    device.connect("127.0.0.1", mosquitto.port)
+    device.loop_start()
+
+    def publish(event_id: str) -> None:
+        device.publish(
+            "crampwatch/bedroom/event", json.dumps(event(event_id)), qos=1
+        ).wait_for_publish(10)
+
+    def stored() -> set[str]:
+        return {r["event_id"] for r in process.store.query("SELECT event_id FROM event")}
+
+    def wait(predicate, timeout_s: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not predicate():
+            time.sleep(0.05)
+        return predicate()
+
+    publish("before")
+    assert wait(lambda: stored() == {"before"})
+    mosquitto.restart()
+    assert process.mqtt.connected.wait(1) or wait(process.mqtt.connected.is_set, 30)
+    device.reconnect()
+    publish("after-restart")
+    assert wait(lambda: "after-restart" in stored())
+    process.mqtt.stop()  # the dashboard goes away; its session stays on the broker
+    publish("while-away")
+    process.close()
+    again = build(tmp_path / "d.db", broker=("127.0.0.1", mosquitto.port), tz=TZ)
+    assert wait(
+        lambda: (
+            "while-away" in {r["event_id"] for r in again.store.query("SELECT event_id FROM event")}
+        )
+    )
+    again.close()
+    device.loop_stop()
