@@ -18,7 +18,8 @@ Facts from the datasheet (TI SBAS444) this module relies on:
 
 - one input, RDY pin: continuous mode, one frame per RDY pulse; `nominal_fs = data_rate`.
 - several inputs, RDY pin: MUX switching in continuous mode. Each channel costs two conversions
-  (the one in progress at the switch is discarded), so per-channel rate ~ data_rate / (2 n).
+  (the one in progress at the switch is discarded), so per-channel rate = conversion rate / (2 n):
+  one frame slot per 2n conversions.
 - no RDY pin (`ready_pin=None`): host-paced single-shot conversions polled through the OS bit, on
   a clock grid of slots of 1.25 / data_rate + 2 ms per channel (chip tolerance, polling, bus):
   per-channel rate 1 / (n (1.25 / data_rate + 0.002)), e.g. 290 SPS at 860, 143 at 250.
@@ -32,12 +33,17 @@ was observed late. A channel whose pulse does not come within 4.5 periods is NaN
 
 Samples are never invented: a missed RDY pulse, a bus access that fails all its retries, or a read
 that may have caught a newer conversion than the pulse it answers (another pulse came during the
-read, or the read ended 0.75 periods or more after its pulse) becomes NaN / `missed_before`. With
-one input, conversions whose pulse never came are counted from the pulse times on the chip's
-regular conversion grid (`_ConversionGrid`); frames wait about 0.5 s for that count to settle,
-and `stop()` drops the frames still waiting. Frame times are clock times of the RDY callback (or of
-the OS bit seen set when polling). The source ends when `is_finished()` (given by a simulation)
-says so and nothing is pending; on hardware it runs until `stop()`, and fails with
+read, or the read ended 0.75 periods or more after its pulse) becomes NaN / `missed_before`.
+With the RDY pin, the time base is the chip's own conversions. Conversions whose pulse never
+came are counted from the pulse times on the chip's regular conversion grid (`_ConversionGrid`;
+the period comes from the pulses, `_ReadyLine`). One input: one frame slot per conversion. n
+inputs: one slot per 2n conversions (`_SlotGrid`); each value goes to the slot nearest its own
+conversion, so a MUX switch the host was too late for (that pass over the inputs takes more than
+2n conversions) leaves NaN slots instead of shortening the time base. Frames wait about 0.5 s
+for the count to settle, and `stop()` drops the frames still waiting. Frame times are clock
+times of the RDY callback (with MUX switching: the slot's, from a pulse less its lateness), or
+of the OS bit seen set when polling. The source ends when `is_finished()` (given by a
+simulation) says so and nothing is pending; on hardware it runs until `stop()`, and fails with
 `AcquisitionError` after 5 s without a RDY pulse (the configuration is re-sent meanwhile).
 """
 
@@ -48,7 +54,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -127,8 +133,15 @@ FRESH_MARGIN = 0.25  # a pulse this long after (1 period +) the config write is 
 MUX_TIMEOUT_PERIODS = 4.5  # give up on a channel (NaN) this long after its MUX write
 SILENCE_PERIODS = 20  # no pulse this long: re-send the configuration
 SILENCE_FAIL_S = 5.0  # no pulse this long (or 50 periods, if longer): the source fails
-GRID_HOLD_S = 0.5  # one input: frames wait this long (and for (min, max) more pulses) before
+GRID_HOLD_S = 0.5  # RDY: frames wait this long (and for (min, max) more pulses) before
 GRID_HOLD_FRAMES = (8, 128)  # their count of missed conversions is final
+REBAKE = 1e-4  # a period moved this much (relative): held positions are worked out again
+PERIOD_BLOCK = 8  # pulses per block: the least late one is a point on the timing floor
+PERIOD_BLOCKS = (6, 2048)  # floor points before the period comes from them, and kept (~19 s)
+PERIOD_ENDS = 8  # the period's slope runs between the least late of this many oldest and newest
+CALM_PULSES = 256  # the share of regular intervals is averaged over about this many pulses
+CALM_SHARE = 0.7  # from this share of regular intervals on, their mean is trusted
+LOST_SHARE = 0.02  # the mean serves when this much shorter than the floor (pulses are lost)
 POLL_SLACK = 1.25  # polled single-shot slot per channel: periods (a chip 10 % slow, polls) ...
 POLL_OVERHEAD_S = 0.002  # ... plus this for the trigger write, OS polls and the read
 
@@ -329,7 +342,18 @@ def _check_register(reg: int) -> None:
 
 class _ReadyLine:
     """Counts RDY pulses (called from the GPIO callback thread), remembers when the last one came
-    and keeps a running estimate of the conversion period from consecutive pulses."""
+    and estimates the conversion period.
+
+    Pulses are late (callback latency; a stalled thread sees several at once) but never early.
+    The timing floor: of every `PERIOD_BLOCK` pulses the least late (lowest time less count x
+    period) is kept, and the period is the slope between the least late of the oldest
+    `PERIOD_ENDS` points kept and of the newest. Latency cancels and bursts cannot bias it, but it
+    counts pulses: lost ones lengthen it by their share. The mean of the intervals within 50 % of
+    the floor's period leaves a lost pulse's double interval out, but only pulses that come
+    regularly make it unbiased (it learns while `CALM_SHARE` of the recent intervals are within
+    25 % of the period). So the period is the floor's, or the mean while pulses are regular and
+    the mean is `LOST_SHARE` or more shorter (pulses are being lost); the mean alone (of the
+    intervals within 50 % of the nominal period) until the floor has enough points."""
 
     def __init__(self, clock: Clock, period: float) -> None:
         self._clock = clock
@@ -337,19 +361,58 @@ class _ReadyLine:
         self.count = 0
         self.last_t = -math.inf
         self.period = period
+        self._nominal = period
+        self._mean = period  # mean of the intervals near the period
         self._intervals = 0
+        self._calm = 1.0  # share of recent intervals within 25 % of the period
+        self._floor_period: float | None = None
+        self._best: tuple[float, int, float] | None = None  # block's least late: residual, n, t
+        self._in_block = 0
+        self._floor: deque[tuple[int, float]] = deque(maxlen=PERIOD_BLOCKS[1])
 
     def pulse(self) -> None:
         t = self._clock.monotonic()
         with self._cond:
-            interval = t - self.last_t
-            if 0.5 * self.period < interval < 1.5 * self.period:
-                # a long-memory mean: consecutive intervals telescope, so latency cancels out
-                self._intervals += 1
-                self.period += (interval - self.period) / min(self._intervals, 20_000)
+            self._follow(t)
             self.count += 1
             self.last_t = t
             self._cond.notify_all()
+
+    def _follow(self, t: float) -> None:
+        """Update both estimates with a pulse at t, then choose."""
+        interval = t - self.last_t
+        floor = self._floor_period
+        reference = floor or self._nominal
+        ratio = interval / reference
+        self._calm += ((0.75 < ratio < 1.25) - self._calm) / CALM_PULSES
+        calm = self._calm >= CALM_SHARE
+        if 0.5 < ratio < 1.5 and (calm or floor is None):
+            # consecutive intervals telescope, so latency cancels out
+            self._intervals += 1
+            self._mean += (interval - self._mean) / min(self._intervals, 20_000)
+        self._on_floor(self.count + 1, t)
+        losing = calm and floor is not None and self._mean < (1 - LOST_SHARE) * floor
+        self.period = self._mean if floor is None or losing else floor
+
+    def _on_floor(self, count: int, t: float) -> None:
+        """Pulse `count` came at t: keep the least late of each block."""
+        residual = t - count * self.period
+        if self._best is None or residual < self._best[0]:
+            self._best = (residual, count, t)
+        self._in_block += 1
+        if self._in_block < PERIOD_BLOCK:
+            return
+        self._floor.append(self._best[1:])
+        self._best, self._in_block = None, 0
+        if len(self._floor) >= PERIOD_BLOCKS[0]:
+            ends = min(PERIOD_ENDS, len(self._floor) // 2)
+            n0, t0 = self._least_late(range(ends))
+            n1, t1 = self._least_late(range(len(self._floor) - ends, len(self._floor)))
+            self._floor_period = (t1 - t0) / (n1 - n0)
+
+    def _least_late(self, points: range) -> tuple[int, float]:
+        """The floor point among `points` least late for the current period."""
+        return min((self._floor[i] for i in points), key=lambda p: p[1] - p[0] * self.period)
 
     def snapshot(self) -> tuple[int, float]:
         with self._cond:
@@ -389,7 +452,9 @@ class _ConversionGrid:
     it and the frames held after it (for `hold_s`, at least `min_frames`, at most `max_frames`),
     minus the base, rounded. The base follows the decided frames' lateness down at once and up
     slowly (to track period drift); it never depends on an undecided frame. The period comes from
-    the pulse intervals (`_ReadyLine`), never from these decisions (that would feed back).
+    the pulses (`_ReadyLine`), never from these decisions (that would feed back); when it moves
+    by `REBAKE` or more, the held frames' positions are worked out again with it, from the last
+    released frame on (an early, rougher estimate is not built into them).
     """
 
     def __init__(
@@ -399,52 +464,180 @@ class _ConversionGrid:
         max_frames: int = GRID_HOLD_FRAMES[1],
     ) -> None:
         self.hold_s, self.min_frames, self.max_frames = hold_s, min_frames, max_frames
-        self._held: deque[tuple[float, float, int, float]] = deque()  # t, value, seen gap, pos
+        self._held: deque[_Held] = deque()
         self._minima: deque[tuple[int, float]] = deque()  # (frame number, position), rising
         self._placed = 0  # frames placed, and released
         self._released = 0
-        self._t = 0.0  # time, pulse count and position of the latest pulse
-        self._count = 0
-        self._position = 0.0
+        self._last: _Held | None = None  # the latest frame released
+        self._period = math.nan  # the period the held positions were worked out with
         self._base = 0.0
         self._unseen = 0  # unseen conversions given to frames so far
+        self.on_time = math.nan  # the latest frame released: its time less its lateness
 
-    def place(self, count: int, t: float, value: float, period: float) -> Frame | None:
-        """Take a pulse (count, time), its value and the conversion period; the oldest held
-        frame once enough follow."""
-        seen_gap = 0
-        if self._count:  # not the first pulse (counts start at 1)
-            seen_gap = count - self._count - 1
-            self._position += (t - self._t) / period - 1 - seen_gap
-        self._t, self._count = t, count
-        self._held.append((t, value, seen_gap, self._position))
-        while self._minima and self._minima[-1][1] >= self._position:
-            self._minima.pop()
-        self._minima.append((self._placed, self._position))
-        self._placed += 1
+    def place(self, count: int, t: float, values: np.ndarray, period: float) -> Frame | None:
+        """Take a pulse (count, time), the frame's values and the conversion period; the oldest
+        held frame once enough follow."""
+        if not abs(period - self._period) < REBAKE * period:
+            self._rebake(period)
+        before = self._held[-1] if self._held else self._last
+        if before is None:
+            self._append(_Held(t, count, values, 0, 0.0))
+        else:
+            position = before.position + (t - before.t) / period - (count - before.count)
+            self._append(_Held(t, count, values, count - before.count - 1, position))
         held = len(self._held)
-        if held > self.max_frames or (
-            held > self.min_frames and t - self._held[0][0] > self.hold_s
-        ):
+        if held > self.max_frames or (held > self.min_frames and t - self._held[0].t > self.hold_s):
             return self._release()
         return None
 
-    def flush(self) -> Frame | None:
-        """The held frames one by one, at the end. The last few have too few frames after them
-        to tell a lost pulse from a late one: they get no unseen conversions."""
-        return self._release(final=len(self._held) <= self.min_frames) if self._held else None
+    def flush(self, settle_s: float = 0.0) -> Frame | None:
+        """The held frames one by one, at the end. The last ones have too few frames after them
+        (fewer than `min_frames`, or for less than `settle_s`) to tell a lost pulse from a late
+        one: they get no unseen conversions."""
+        if not self._held:
+            return None
+        held = self._held
+        return self._release(len(held) <= self.min_frames or held[-1].t - held[0].t < settle_s)
+
+    def _append(self, frame: _Held) -> None:
+        self._held.append(frame)
+        while self._minima and self._minima[-1][1] >= frame.position:
+            self._minima.pop()
+        self._minima.append((self._placed, frame.position))
+        self._placed += 1
+
+    def _rebake(self, period: float) -> None:
+        """The held frames' positions again, with `period`, from the latest released frame."""
+        self._period = period
+        frames, self._held, self._minima = list(self._held), deque(), deque()
+        self._placed -= len(frames)
+        before = self._last
+        for frame in frames:
+            if before is not None:
+                position = before.position + (frame.t - before.t) / period
+                frame = frame._replace(position=position - (frame.count - before.count))
+            self._append(frame)
+            before = frame
 
     def _release(self, final: bool = False) -> Frame:
-        t, value, seen_gap, position = self._held.popleft()
+        frame = self._held.popleft()
         number, lowest = self._minima[0]  # lowest position of this frame and all held after it
         if number == self._released:
             self._minima.popleft()
         self._released += 1
+        self._last = frame
         unseen = self._unseen if final else max(self._unseen, round(lowest - self._base))
         extra, self._unseen = unseen - self._unseen, unseen
-        lateness = position - unseen - self._base
+        lateness = frame.position - unseen - self._base
         self._base += lateness if lateness < 0 else 0.2 * min(lateness, 0.5)
-        return Frame(t, np.array([value]), seen_gap + extra)
+        self.on_time = frame.t - max(lateness, 0.0) * self._period
+        return Frame(frame.t, frame.values, frame.seen_gap + extra)
+
+
+class _Held(NamedTuple):
+    """A frame in `_ConversionGrid`: its pulse, values, pulses seen since the previous one, and
+    position."""
+
+    t: float
+    count: int
+    values: np.ndarray
+    seen_gap: int
+    position: float
+
+
+class _SlotGrid:
+    """Several inputs (MUX switching): conversions on a time base of slots, one row each.
+
+    A pass over the n inputs takes `lag` (2) conversions per input, a slot of 2n, when the host
+    is in time for every switch (input i converted `lag` x i after input 0), more when it was
+    late for one. A pass is placed by the RDY pulse (count, time) of its first input that had
+    one, through `_ConversionGrid`, which counts the conversions between those pulses, unseen
+    ones included; the pass's other pulses follow by their counts. So every value read gets the
+    index of its conversion and goes to the slot nearest it (less its input's lag; the first
+    pass's slot is 0), the nearer of two values for one cell staying. A slot is given out once
+    no later conversion can reach it; slots nothing reached are missed (NaN rows). A row's time
+    is its slot's, from the first pass that reached it: its reference pulse's time less that
+    pulse's lateness above the timing floor (so a stalled host does not skew it), never going
+    back.
+    """
+
+    def __init__(self, n_inputs: int, lag: int = 2) -> None:
+        self.per_slot = lag * n_inputs
+        self._lags = [lag * i for i in range(n_inputs)]
+        self._conversions = _ConversionGrid()
+        self._passes: deque[tuple[list[int | None], float]] = deque()  # held: counts, period
+        self._index = -1  # conversion index of the latest released reference pulse
+        self._origin = 0  # conversion index of slot 0
+        self._rows: dict[int, tuple[float, list[float], list[float]]] = {}  # t, values, distances
+        self._last_slot = -1  # the last slot given out, and its time
+        self._last_t = -math.inf
+        self._out: deque[Frame] = deque()
+
+    def place(
+        self, pulses: Sequence[tuple[int, float] | None], values: np.ndarray, period: float
+    ) -> None:
+        """A pass: each input's pulse (count, time; None for none) and value (at least one
+        pulse)."""
+        reference = next(pulse for pulse in pulses if pulse is not None)
+        after = [None if pulse is None else pulse[0] - reference[0] for pulse in pulses]
+        self._passes.append((after, period))
+        released = self._conversions.place(*reference, values, period)
+        if released is not None:
+            self._release(released)
+
+    def take(self) -> Frame | None:
+        """The next row given out, if any."""
+        return self._out.popleft() if self._out else None
+
+    def flush(self) -> Frame | None:
+        """At the end: the rows still held, one per call (passes in the last `GRID_HOLD_S` / 2
+        get no unseen conversions: a host that ran late for all of them would look like lost
+        pulses)."""
+        while (released := self._conversions.flush(GRID_HOLD_S / 2)) is not None:
+            self._release(released)
+        self._give_out(math.inf)
+        return self.take()
+
+    def _release(self, released: Frame) -> None:
+        """A pass whose reference pulse's conversion index is decided: its values to slots."""
+        after, period = self._passes.popleft()
+        self._index += released.missed_before + 1
+        if self._index == 0:  # the first pass: its reference input sets slot 0
+            self._origin = -self._lags[after.index(0)]
+        newest = self._index
+        for channel, counts in enumerate(after):
+            if counts is not None:
+                newest = self._index + counts
+                on_time, value = self._conversions.on_time, float(released.values[channel])
+                self._put(channel, newest, value, on_time, period)
+        reach = (newest + 1 - self._lags[-1] - self._origin) / self.per_slot
+        self._give_out(math.floor(reach + 0.5))
+
+    def _put(self, channel: int, index: int, value: float, t_ref: float, period: float) -> None:
+        """A value (or NaN: the row exists, the cell stays empty) of conversion `index`, whose
+        pass's reference conversion was at `t_ref`."""
+        position = (index - self._lags[channel] - self._origin) / self.per_slot
+        slot = math.floor(position + 0.5)
+        if slot <= self._last_slot:  # cannot happen with consistent counts: never misplace
+            return
+        row = self._rows.get(slot)
+        if row is None:
+            t = t_ref - (self._index - self._origin - slot * self.per_slot) * period
+            n = len(self._lags)
+            row = self._rows[slot] = (t, [math.nan] * n, [math.inf] * n)
+        _, values, distances = row
+        distance = abs(position - slot)
+        if not math.isnan(value) and distance < distances[channel]:
+            values[channel], distances[channel] = value, distance
+
+    def _give_out(self, first_open: float) -> None:
+        """Rows of the slots before `first_open`, which no later conversion can reach (their
+        times never go back: rows timed from pulses late by different amounts could)."""
+        while self._rows and (slot := min(self._rows)) < first_open:
+            t, values, _ = self._rows.pop(slot)
+            self._last_t = max(t, self._last_t)
+            self._out.append(Frame(self._last_t, np.array(values), slot - self._last_slot - 1))
+            self._last_slot = slot
 
 
 # ---- the acquisition source -------------------------------------------------------------------
@@ -461,10 +654,14 @@ class ADS1115Source(ThreadedSource):
     ends (a simulated chip whose signal ran out). Real hardware runs until `stop()`.
 
     Per-channel rate: one input with RDY, `data_rate`; n inputs with RDY (MUX switching, two
-    conversions per channel), about `data_rate / (2 n)`; polled, `1 / (n (1.25 / data_rate +
-    poll_overhead_s))` (bus and host time per conversion, 2 ms by default). The true rate differs with the chip's oscillator (+-10 %): `SampleBlock.fs_estimate` measures it.
-    Frame times are clock times of the RDY pulse (or of the OS bit seen set) for the first channel;
-    with MUX switching channel k is converted about 2k conversion periods later.
+    conversions per channel), `data_rate / (2 n)`; polled, `1 / (n (1.25 / data_rate +
+    poll_overhead_s))` (bus and host time per conversion, 2 ms by default). The true rate
+    differs with the chip's oscillator (+-10 %): `SampleBlock.fs_estimate` measures it.
+    Frame times are clock times of the RDY pulse (or of the OS bit seen set) for the first channel.
+    With MUX switching, channel k is converted 2k conversion periods after channel 0 when the
+    host keeps up, later when it was late for a switch: every value goes to the row (slot of 2n
+    conversions) nearest its own conversion, at most n conversions off, so one pass over the
+    inputs can spread over two rows, and slots no value reached are NaN rows.
     """
 
     def __init__(
@@ -520,7 +717,8 @@ class ADS1115Source(ThreadedSource):
 
     def _reset_progress(self) -> None:
         self._need: tuple[int, float] = (1, -math.inf)
-        self._grid = _ConversionGrid()
+        self._grid = _ConversionGrid()  # one input
+        self._slots = _SlotGrid(len(self._configs))  # several
         self._silent_since = 0.0
         self._grid_start = 0.0
         self._last_slot = -1
@@ -568,7 +766,7 @@ class ADS1115Source(ThreadedSource):
 
     def _next_frame(self) -> Frame | None:
         if self._ending():
-            return self._grid.flush()
+            return self._grid.flush() if len(self._configs) == 1 else self._slots.flush()
         if self.ready_pin is None:
             return self._poll_frame()
         if len(self._configs) == 1:
@@ -647,7 +845,7 @@ class ADS1115Source(ThreadedSource):
             count, t = hit
             value = self._read_volts(hit)
             self._need = (count + 1, -math.inf)
-            frame = self._grid.place(count, t, value, self._ready.period)
+            frame = self._grid.place(count, t, np.array([value]), self._ready.period)
             if frame is not None:
                 return frame
 
@@ -680,40 +878,52 @@ class ADS1115Source(ThreadedSource):
     # ---- several inputs, RDY: MUX switching ----------------------------------------------------
 
     def _mux_frame(self) -> Frame | None:
+        """The next frame out of the slot grid. A pass that saw no pulse at all holds nothing:
+        it is not placed, and the slots it took stay missed. When the source ends during a pass,
+        what that pass read still goes in."""
+        while (frame := self._slots.take()) is None:
+            pulses, values, ending = self._mux_pass()
+            if any(pulse is not None for pulse in pulses):
+                self._slots.place(pulses, values, self._ready.period)
+            if ending:
+                return self._slots.flush()
+        return frame
+
+    def _mux_pass(self) -> tuple[list[tuple[int, float] | None], np.ndarray, bool]:
+        """One pass over the inputs: each one's pulse (None if it had none) and value, and
+        whether the source is ending (the inputs not reached then have neither)."""
+        pulses: list[tuple[int, float] | None] = [None] * len(self._configs)
         values = np.full(len(self._configs), np.nan)
-        t_frame: float | None = None
         for i, config in enumerate(self._configs):
             result = self._convert_after_switch(config)
             if result is None:
-                return None
-            t, values[i] = result
-            t_frame = t if t_frame is None else t_frame
-        assert t_frame is not None
-        return Frame(t_frame, values)
+                return pulses, values, True
+            pulses[i], values[i] = result
+        return pulses, values, False
 
-    def _convert_after_switch(self, config: int) -> tuple[float, float] | None:
+    def _convert_after_switch(self, config: int) -> tuple[tuple[int, float] | None, float] | None:
         """Switch the MUX and read the first conversion made wholly with the new settings:
-        the second pulse after the write that also comes 1.25 periods or more after it. None when
-        the source is ending; NaN when the write failed or no such pulse came in time."""
+        the second pulse after the write that also comes 1.25 periods or more after it. Returns
+        that pulse (count, time) and the value; None when the source is ending; no pulse and NaN
+        when the write failed or no such pulse came in time."""
         need = self._write_fresh(config)
         if need is None:
-            return self.clock.monotonic(), math.nan
+            return None, math.nan
         min_count, fresh_after = need
         deadline = fresh_after + (MUX_TIMEOUT_PERIODS - 1 - FRESH_MARGIN) * self._ready.period
         hit = self._ready.wait(min_count, fresh_after, deadline, self._ending)
         if hit is None:
             return self._mux_timeout(min_count - 2)
         self._silent_since = hit[1]
-        return hit[1], self._read_volts(hit)
+        return hit, self._read_volts(hit)
 
-    def _mux_timeout(self, count: int) -> tuple[float, float] | None:
+    def _mux_timeout(self, count: int) -> tuple[None, float] | None:
         if self._ending():
             return None
         self.ready_timeouts += 1
-        now = self.clock.monotonic()
         if self._ready.count == count:  # not one pulse: the chip may have lost its thresholds
             self._on_silence()
-        return now, math.nan
+        return None, math.nan
 
     # ---- no RDY pin: polled single-shot conversions -------------------------------------------
 

@@ -286,10 +286,64 @@ def test_the_simulated_ads1115_finds_the_replays_cramp_at_its_measured_rate(
     replayed = [e for e in events_in(replay_out) if e["kind"] == "cramp"]
     live = [e for e in events_in(out) if e["kind"] == "cramp"]
     assert [e["phase"] for e in live] == ["started", "ended"] == [e["phase"] for e in replayed]
-    assert abs(live[1]["start_s"] - replayed[1]["start_s"]) <= 0.1
-    assert abs(live[1]["end_s"] - replayed[1]["end_s"]) <= 0.5
+    # The chip samples the 250 Hz file at 260 Hz: that alone moves the onset by under a hop and
+    # the fading end by up to about 0.06 s (the band edge is 0.45 fs); gaps move the end further.
+    assert abs(live[1]["start_s"] - replayed[1]["start_s"]) <= 0.04
+    assert abs(live[1]["end_s"] - replayed[1]["end_s"]) <= 0.25
     fs = live[1]["pipeline"]["settings"]["fs"]
     assert fs == pytest.approx(250 * 1.04, rel=0.01)  # the chip runs 4 % fast; the rate is measured
+
+
+@pytest.fixture(scope="module")
+def two_calves(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    plan = scenario(
+        5,
+        fs=1000.0,
+        duration_s=20.0,
+        channels=("left_calf", "right_calf"),
+        events=[("cramp", 4.0, 16.0, "left_calf")],
+    )
+    path = tmp_path_factory.mktemp("ads2") / "calves.npy"
+    np.save(path, SyntheticEMG(plan, seed=5).render())
+    return path
+
+
+@pytest.mark.slow
+def test_two_ads1115_inputs_keep_the_chips_time_base(two_calves: Path, tmp_path: Path) -> None:
+    """Two inputs by MUX switching at 860 SPS, run at twice real time: the host is late for many
+    switches, and the slots those passes overran are gaps, never lost rows. So the rows cover the
+    20 s signal at the chip's per-channel rate, which is what the pipeline is configured with."""
+    out = tmp_path / "run.jsonl"
+    assert (
+        main(
+            [
+                "run",
+                "--sim",
+                "ads1115",
+                "--signal",
+                str(two_calves),
+                "--signal-fs",
+                "1000",
+                "--signal-units",
+                "uV",
+                "--speed",
+                "2",
+                "--bus-error-rate",
+                "0.05",
+                "--out",
+                str(out),
+                "--no-mqtt",
+                "--no-record",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(out.read_text().splitlines()[-1])
+    stats = summary["acquisition"]
+    per_channel = 860 * 1.04 / 4  # the chip runs 4 % fast; two conversions per input
+    assert stats["bus_errors"] > 0
+    assert stats["frames"] == pytest.approx(20.0 * per_channel, rel=0.01)
+    assert summary["duration_s"] == pytest.approx(20.0, rel=0.01)  # the rate was measured right
 
 
 def test_marker_presses_are_written_beside_the_events_and_the_led_follows_cramps() -> None:
