@@ -28,7 +28,6 @@ import math
 import os
 import re
 import tempfile
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from dsp.config import DEVICE_ID, ConfigError, PipelineConfig, ScalingConfig
 from dsp.events import Event, QualityChange, iso_utc
 from firmware_host.event_output import EventWriter
 from hardware.closing import ClosedOnExit
+from hardware.recordings.recording import rechunk
 
 if TYPE_CHECKING:
     from dsp.pipeline import PipelineOutput
@@ -413,7 +413,7 @@ class Night(ClosedOnExit):
         shorter. Each call starts again at the first sample."""
         if block_size < 1:
             raise ValueError(f"block_size must be at least 1, got {block_size}")
-        return _rechunk(self._chunks(), block_size)
+        return rechunk(self._chunks(), block_size)
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every line of events.jsonl, streamed: events, quality changes (`type` quality) and
@@ -594,35 +594,6 @@ def _nan_frames(count: int, n_ch: int) -> Iterator[np.ndarray]:
         size = min(count, _READ_FRAMES)
         yield np.full((size, n_ch), np.nan)
         count -= size
-
-
-def _rechunk(chunks: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    pending: deque[np.ndarray] = deque()
-    have = 0
-    for chunk in chunks:
-        if not len(chunk):
-            continue
-        pending.append(chunk)
-        have += len(chunk)
-        while have >= size:
-            yield _take(pending, size)
-            have -= size
-    if have:
-        yield _take(pending, have)
-
-
-def _take(pending: deque[np.ndarray], n: int) -> np.ndarray:
-    parts, need = [], n
-    while need:
-        head = pending[0]
-        if len(head) <= need:
-            parts.append(pending.popleft())
-            need -= len(head)
-        else:
-            parts.append(head[:need])
-            pending[0] = head[need:]
-            need = 0
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _read_records(path: Path, warnings: list[str]) -> Iterator[dict[str, Any]]:

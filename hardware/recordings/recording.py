@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -96,21 +96,12 @@ class Recording(ClosedOnExit):
         return self._blocks(int(block_size))
 
     def _blocks(self, block_size: int) -> Iterator[np.ndarray]:
-        pending: deque[np.ndarray] = deque()
-        have = 0
-        for chunk in self._reader.chunks(max(block_size, 4096)):
+        return rechunk(self._scaled_chunks(max(block_size, 4096)), block_size)
+
+    def _scaled_chunks(self, hint: int) -> Iterator[np.ndarray]:
+        for chunk in self._reader.chunks(hint):
             self._check_open()
-            if len(chunk) == 0:
-                continue
-            if self._scale is not None:
-                chunk = chunk * self._scale
-            pending.append(chunk)
-            have += len(chunk)
-            while have >= block_size:
-                yield _take_rows(pending, block_size)
-                have -= block_size
-        if have:
-            yield _take_rows(pending, have)
+            yield chunk * self._scale if self._scale is not None else chunk
 
     def annotations(self) -> list[FileAnnotation]:
         """Annotations stored in the file (EDF+), as (onset_s, duration_s, text); else []."""
@@ -135,6 +126,22 @@ class Recording(ClosedOnExit):
             f"<Recording {i.format} '{i.path}' {i.fs:g} Hz channels={list(i.channels)} "
             f"units={i.units} n_samples={i.n_samples}>"
         )
+
+
+def rechunk(chunks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Arrays of any lengths -> contiguous float64 blocks of `size` rows (the last may be short)."""
+    pending: deque[np.ndarray] = deque()
+    have = 0
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        pending.append(chunk)
+        have += len(chunk)
+        while have >= size:
+            yield _take_rows(pending, size)
+            have -= size
+    if have:
+        yield _take_rows(pending, have)
 
 
 def _take_rows(pending: deque[np.ndarray], n: int) -> np.ndarray:
