@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,7 @@ def run_stack(args: argparse.Namespace) -> int:
         directory = args.dir or default_directory()
         directory.mkdir(parents=True, exist_ok=True)
         stack = DemoStack(directory, args.port, args.nights, tz, args.hours or NIGHT_HOURS)
+        signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: broker and files closed
         stack.run(exit_when_done=args.exit_when_done)
     except (DashboardSetupError, RuntimeError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -85,6 +87,10 @@ def run_stack(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: stopped", file=sys.stderr)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_terminal(args: argparse.Namespace) -> int:
