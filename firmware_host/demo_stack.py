@@ -197,6 +197,11 @@ class DemoStack:
         device = DemoDevice(broker, self.directory)
         try:
             while not server.started:
+                if not thread.is_alive():
+                    raise RuntimeError(
+                        f"the dashboard could not listen on 127.0.0.1:{self.port} (in use?); "
+                        "give another --port"
+                    )
                 time.sleep(0.05)
             print(
                 f"\ncrampwatch demo: open http://127.0.0.1:{self.port}/ (demo data)\n", flush=True
