@@ -76,6 +76,11 @@ class Queries:
         ]  # fmt: skip
 
     def nights(self, first: date | None = None, last: date | None = None) -> list[NightSummary]:
+        """Nights from `first` to `last`; a missing end is the data's, never past the other end."""
+        if first is not None and last is None:
+            last = max(first, self.last_night() or first)
+        if last is not None and first is None:
+            first = min(last, self.first_night() or last)
         start = iso(night_window(first, self.tz)[0]) if first else None
         end = iso(night_window(last, self.tz)[1]) if last else None
         return summarize_nights(
@@ -88,14 +93,21 @@ class Queries:
         )
 
     def last_night(self) -> date | None:
+        return self._night_at("MAX")
+
+    def first_night(self) -> date | None:
+        return self._night_at("MIN")
+
+    def _night_at(self, end: str) -> date | None:
+        """The night of the latest (MAX) or earliest (MIN) session or event."""
         rows = self.store.query(
-            "SELECT MAX(m) AS latest FROM (SELECT MAX(session_start) AS m FROM session"
-            " UNION ALL SELECT MAX(start) FROM event)"
+            f"SELECT {end}(m) AS moment FROM (SELECT {end}(session_start) AS m FROM session"
+            f" UNION ALL SELECT {end}(start) FROM event)"
         )
-        latest = rows[0]["latest"] if rows else None
-        if latest is None:
+        text = rows[0]["moment"] if rows else None
+        if text is None:
             return None
-        moment = parse_time(latest)
+        moment = parse_time(text)
         night = night_of(moment, self.tz)
         return night if night is not None else moment.astimezone(self.tz).date()
 

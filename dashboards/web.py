@@ -117,13 +117,6 @@ def _range(first: str | None, last: str | None) -> tuple[date | None, date | Non
         raise HTTPException(400, "'to' is before 'from'")
     if start and end and (end - start).days > MAX_RANGE_DAYS:
         raise HTTPException(400, f"ask for at most {MAX_RANGE_DAYS} days at a time")
-    if (start is None) != (end is None) and (start or end):
-        one = start or end
-        assert one is not None
-        if start is None:
-            start = one - timedelta(days=MAX_RANGE_DAYS)
-        else:
-            end = one + timedelta(days=MAX_RANGE_DAYS)
     return start, end
 
 

@@ -175,3 +175,20 @@ def test_intake_from_the_command_line_lands_in_the_same_table(
         entries = {(e.factor, e.amount, e.source) for e in store.intakes()}
     assert entries == {("magnesium", 300.0, "cli"), ("water", 1500.0, "cronometer"),
                        ("magnesium", 250.0, "cronometer")}  # fmt: skip
+
+
+def test_a_range_with_one_end_stops_at_the_data_and_never_runs_backwards(
+    dashboard, client: TestClient
+) -> None:
+    session = "2026-11-10T21:30:00+00:00"
+    dashboard.ingest.handle("crampwatch/bed/state", json.dumps({
+        "schema": "crampwatch.state/1", "device": "bed", "session_start": session,
+        "recorded_s": 3600.0, "cramps_tonight": 0,
+        "channels": {"left": {"state": "idle", "since": session, "good_s": 3600.0}}}).encode())  # fmt: skip
+    after = client.get("/api/nights", params={"from": "2026-12-01"})
+    before = client.get("/api/nights", params={"to": "2026-11-01"})
+    since = client.get("/api/nights", params={"from": "2026-11-08"})
+    assert after.status_code == before.status_code == since.status_code == 200
+    assert [n["night"] for n in after.json()] == ["2026-12-01"]
+    assert [n["night"] for n in before.json()] == ["2026-11-01"]
+    assert [n["night"] for n in since.json()] == ["2026-11-08", "2026-11-09", "2026-11-10"]
