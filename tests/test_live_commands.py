@@ -229,6 +229,15 @@ def one_calf_at_250(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def run_ads1115(recording: str, signal_fs: str, out: Path, *extra: str) -> int:
+    """The simulated ADS1115 at twice real time with 5 % bus errors, events written to `out`."""
+    return main(
+        ["run", "--sim", "ads1115", "--signal", recording, "--signal-fs", signal_fs,
+         "--signal-units", "uV", "--speed", "2", "--bus-error-rate", "0.05", "--out", str(out),
+         "--no-mqtt", "--no-record", *extra]
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_the_simulated_ads1115_finds_the_replays_cramp_at_its_measured_rate(
     one_calf_at_250: Path, tmp_path: Path
@@ -251,32 +260,7 @@ def test_the_simulated_ads1115_finds_the_replays_cramp_at_its_measured_rate(
         )
         == 0
     )
-    assert (
-        main(
-            [
-                "run",
-                "--sim",
-                "ads1115",
-                "--signal",
-                recording,
-                "--signal-fs",
-                "250",
-                "--signal-units",
-                "uV",
-                "--rate",
-                "250",
-                "--speed",
-                "2",
-                "--bus-error-rate",
-                "0.05",
-                "--out",
-                str(out),
-                "--no-mqtt",
-                "--no-record",
-            ]
-        )
-        == 0
-    )
+    assert run_ads1115(recording, "250", out, "--rate", "250") == 0
     stats = json.loads(out.read_text().splitlines()[-1])["acquisition"]
     assert stats["bus_errors"] > 0 and stats["frames"] > 0.9 * 28 * 260
     if stats["missing_frames"] > 0.05 * stats["frames"]:
@@ -314,30 +298,7 @@ def test_two_ads1115_inputs_keep_the_chips_time_base(two_calves: Path, tmp_path:
     switches, and the slots those passes overran are gaps, never lost rows. So the rows cover the
     20 s signal at the chip's per-channel rate, which is what the pipeline is configured with."""
     out = tmp_path / "run.jsonl"
-    assert (
-        main(
-            [
-                "run",
-                "--sim",
-                "ads1115",
-                "--signal",
-                str(two_calves),
-                "--signal-fs",
-                "1000",
-                "--signal-units",
-                "uV",
-                "--speed",
-                "2",
-                "--bus-error-rate",
-                "0.05",
-                "--out",
-                str(out),
-                "--no-mqtt",
-                "--no-record",
-            ]
-        )
-        == 0
-    )
+    assert run_ads1115(str(two_calves), "1000", out) == 0
     summary = json.loads(out.read_text().splitlines()[-1])
     stats = summary["acquisition"]
     per_channel = 860 * 1.04 / 4  # the chip runs 4 % fast; two conversions per input
