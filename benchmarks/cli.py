@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.measure import Measurement, run_task
 from benchmarks.night import NightSpec, ensure_night_file
 from benchmarks.report import Targets, markdown_table, notes, target_checks
-from firmware_host.replay_command import DEFAULT_BLOCK
+from firmware_host.commands.replay import DEFAULT_BLOCK
 
 BLOCK = DEFAULT_BLOCK  # the block size `crampwatch replay` reads and processes
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"

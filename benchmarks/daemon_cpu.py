@@ -37,7 +37,7 @@ from typing import Any
 
 from benchmarks.measure import REPO_ROOT
 from benchmarks.night import NightSpec, ensure_night_file
-from firmware_host.outbox import Outbox
+from firmware_host.device.outbox import Outbox
 from tests.broker import Collector, Mosquitto
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "daemon.json"

@@ -27,7 +27,7 @@ Params = dict[str, Any]
 
 def replay_config(path: Path, fs: float, channels: tuple[str, ...]) -> Any:
     """The configuration `crampwatch replay FILE --fs FS --units uV` would use."""
-    from firmware_host import replay_command
+    from firmware_host.commands import replay as replay_command
 
     parser = argparse.ArgumentParser()
     replay_command.add_parser(parser.add_subparsers())
@@ -50,8 +50,8 @@ def _blocks(x: np.ndarray, size: int) -> Iterator[np.ndarray]:
 
 def pipeline_file(params: Params) -> Run:
     """The real replay path: open_recording + replay() writing JSON lines to /dev/null."""
+    from firmware_host.commands.replay import replay
     from firmware_host.event_output import EventWriter
-    from firmware_host.replay_command import replay
     from hardware.recordings import open_recording
 
     path, fs, block = Path(params["path"]), float(params["fs"]), int(params["block"])

@@ -105,7 +105,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     try:
         from dashboards.server import DashboardSetupError, build, is_loopback, local_zone, serve
         from dashboards.store import StoreError
-        from firmware_host.mqtt_link import parse_broker
+        from messaging.broker import parse_broker
     except ImportError as error:
         print(f"{prog}: error: {error.name} is missing; {EXTRA_HINT}", file=sys.stderr)
         return 2

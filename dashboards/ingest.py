@@ -20,6 +20,13 @@ import paho.mqtt.client as mqtt
 
 from dashboards.live_feed import LiveFeed
 from dashboards.store import Store
+from messaging.topics import (
+    ENVELOPE_SCHEMA,
+    EVENT_SCHEMA,
+    MARKER_SCHEMA,
+    QUALITY_SCHEMA,
+    STATE_SCHEMA,
+)
 
 log = logging.getLogger("crampwatch.dashboard.ingest")
 
@@ -87,7 +94,7 @@ def _same_device(payload: dict[str, Any], device: str) -> None:
 
 
 def validate_event(payload: dict[str, Any], device: str) -> dict[str, Any]:
-    _schema(payload, "crampwatch.event/1")
+    _schema(payload, EVENT_SCHEMA)
     _same_device(payload, device)
     number = (int, float)
     for name in ("event_id", "channel"):
@@ -109,7 +116,7 @@ def validate_event(payload: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def validate_quality(payload: dict[str, Any], device: str) -> dict[str, Any]:
-    _schema(payload, "crampwatch.quality/1")
+    _schema(payload, QUALITY_SCHEMA)
     _same_device(payload, device)
     _field(payload, "channel", str)
     _time(payload, "at")
@@ -120,7 +127,7 @@ def validate_quality(payload: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def validate_state(payload: dict[str, Any], device: str) -> dict[str, Any]:
-    _schema(payload, "crampwatch.state/1")
+    _schema(payload, STATE_SCHEMA)
     _same_device(payload, device)
     _time(payload, "session_start")
     if _field(payload, "recorded_s", (int, float)) < 0:
@@ -140,7 +147,7 @@ def validate_state(payload: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def validate_marker(payload: dict[str, Any], device: str) -> dict[str, Any]:
-    _schema(payload, "crampwatch.marker/1")
+    _schema(payload, MARKER_SCHEMA)
     _same_device(payload, device)
     _time(payload, "at")
     if _field(payload, "source", str) not in ("button", "hold"):
@@ -149,7 +156,7 @@ def validate_marker(payload: dict[str, Any], device: str) -> dict[str, Any]:
 
 
 def validate_envelope(payload: dict[str, Any], device: str) -> dict[str, Any]:
-    _schema(payload, "crampwatch.envelope/1")
+    _schema(payload, ENVELOPE_SCHEMA)
     _same_device(payload, device)
     _time(payload, "at")
     _field(payload, "channels", dict)

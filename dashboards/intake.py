@@ -37,8 +37,9 @@ from dashboards.catalogue import (
     parse_amount,
 )
 from dsp.events import iso_utc, stable_event_id
+from messaging.topics import INTAKE_SCHEMA
 
-SCHEMA = "crampwatch.intake/1"
+SCHEMA = INTAKE_SCHEMA
 SOURCES = ("form", "api", "mqtt", "cli", "cronometer", "import")
 # Sources that may leave `time` out (it is then "now"). MQTT may not: a redelivered message would get
 # a new time, so a new derived id, and be counted twice.

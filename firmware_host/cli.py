@@ -8,17 +8,20 @@ from collections.abc import Sequence
 
 from dashboards import commands as dashboard_commands
 from dsp import __version__
-from firmware_host import (
-    calibrate_command,
-    config_command,
-    demo_command,
-    evaluate_command,
-    export_command,
-    replay_command,
-    run_command,
-    service_command,
-)
 from firmware_host.allocator import keep_block_buffers
+from firmware_host.commands import (
+    calibrate,
+    config,
+    demo,
+    evaluate,
+    export,
+    replay,
+    run,
+    service,
+)
+
+# In the order `crampwatch --help` lists them.
+COMMANDS = (demo, replay, evaluate, run, calibrate, export, config, service)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,14 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crampwatch {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo_command.add_parser(subparsers)
-    replay_command.add_parser(subparsers)
-    evaluate_command.add_parser(subparsers)
-    run_command.add_parser(subparsers)
-    calibrate_command.add_parser(subparsers)
-    export_command.add_parser(subparsers)
-    config_command.add_parser(subparsers)
-    service_command.add_parser(subparsers)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
     dashboard_commands.add_parsers(subparsers)
     return parser
 

@@ -8,7 +8,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from firmware_host.local_broker import MOSQUITTO, Mosquitto, free_port
+from firmware_host.demo.local_broker import MOSQUITTO, Mosquitto, free_port
 
 __all__ = ["MOSQUITTO", "Collector", "Mosquitto", "free_port"]
 

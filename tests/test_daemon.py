@@ -15,7 +15,7 @@ import pytest
 
 from dsp.events import EVENT_FIELDS
 from firmware_host.cli import main
-from firmware_host.outbox import Outbox
+from firmware_host.device.outbox import Outbox
 from hardware.synthetic_emg import SyntheticEMG, scenario
 from tests.broker import Collector, Mosquitto, free_port
 
@@ -259,7 +259,7 @@ def test_the_command_line_overrides_the_config_file_which_overrides_the_defaults
     tmp_path: Path,
 ) -> None:
     from firmware_host.cli import build_parser
-    from firmware_host.run_command import settings
+    from firmware_host.commands.run import settings
 
     path = tmp_path / "crampwatch.toml"
     path.write_text(
@@ -277,7 +277,7 @@ def test_the_command_line_overrides_the_config_file_which_overrides_the_defaults
 def test_the_example_config_is_valid_and_holds_every_default(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from firmware_host.daemon_config import SETTINGS, load_config
+    from firmware_host.device.daemon_config import SETTINGS, load_config
 
     assert main(["config", "example"]) == 0
     path = tmp_path / "example.toml"
@@ -299,7 +299,7 @@ def test_install_service_writes_a_unit_that_restarts_on_failure_and_a_valid_conf
 ) -> None:
     import configparser
 
-    from firmware_host.daemon_config import load_config
+    from firmware_host.device.daemon_config import load_config
 
     config = tmp_path / "etc" / "crampwatch.toml"
     argv = ["install-service", "--config", str(config), "--user", "pi"]

@@ -17,7 +17,7 @@ import uvicorn
 
 from dashboards.server import DashboardProcess, build
 from firmware_host.cli import main
-from firmware_host.local_broker import Mosquitto, free_port
+from firmware_host.demo.local_broker import Mosquitto, free_port
 from hardware.synthetic_emg import SyntheticEMG, scenario
 from tests.broker import Collector
 

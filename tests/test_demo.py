@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dashboards.store import Store
 from firmware_host.cli import main
-from firmware_host.local_broker import free_port
+from firmware_host.demo.local_broker import free_port
 
 
 def test_the_demo_fills_the_dashboard_through_the_broker(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsp.annotations import ANNOTATION_KINDS, Annotation
-from firmware_host import evaluate_command
-from firmware_host.evaluate_command import (
+from firmware_host.commands import evaluate as evaluate_command
+from firmware_host.commands.evaluate import (
     InputFileError,
     load_annotations,
     load_events,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from firmware_host.ha_discovery import birth_topic, discovery_messages
-from firmware_host.messages import Topics
+from firmware_host.device.ha_discovery import birth_topic, discovery_messages
+from messaging.topics import Topics
 
 TOPIC = re.compile(
     r"^homeassistant/(binary_sensor|sensor|event)/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/config$"

@@ -312,8 +312,8 @@ def test_marker_presses_are_written_beside_the_events_and_the_led_follows_cramps
 
     from dsp.events import StateChange
     from dsp.pipeline import PipelineOutput
-    from firmware_host import live_sources
-    from firmware_host.device_panel import DevicePanel
+    from firmware_host.device import live_sources
+    from firmware_host.device.device_panel import DevicePanel
     from hardware.pins import MARKER_BUTTON_PIN
 
     args = argparse.Namespace(

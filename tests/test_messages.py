@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from firmware_host.messages import ChannelStates, EnvelopeSummary, Topics
+from firmware_host.device.messages import ChannelStates, EnvelopeSummary
+from messaging.topics import Topics
 
 START = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
 

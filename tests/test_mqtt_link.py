@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware_host.ha_discovery import birth_topic, discovery_messages
-from firmware_host.messages import Topics
-from firmware_host.mqtt_link import BrokerSettings, MqttLink, parse_broker
-from firmware_host.outbox import Outbox
+from firmware_host.device.ha_discovery import birth_topic, discovery_messages
+from firmware_host.device.mqtt_link import MqttLink
+from firmware_host.device.outbox import Outbox
+from messaging.broker import BrokerSettings, parse_broker
+from messaging.topics import Topics
 from tests.broker import Collector, Mosquitto, free_port
 
 

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from dsp.config import PipelineConfig, ScalingConfig
 from dsp.events import QualityChange
 from dsp.pipeline import Pipeline
-from firmware_host import export_command
 from firmware_host.cli import main
-from firmware_host.export_command import export_edf, record_layout
-from firmware_host.live_sources import FRONT_END
-from firmware_host.night_recorder import (
+from firmware_host.commands import export as export_command
+from firmware_host.commands.export import export_edf, record_layout
+from firmware_host.device.live_sources import FRONT_END
+from firmware_host.device.night_recorder import (
     METADATA_FILE,
     NightError,
     NightRecorder,
@@ -163,7 +163,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from dsp.config import ScalingConfig
-    from firmware_host.night_recorder import NightRecorder
+    from firmware_host.device.night_recorder import NightRecorder
 
     lsb = 3.3 / 1024
     scaling = ScalingConfig(units="V", gain=1000.0, offset_v=1.65, rails=(0.0, 3.3 - lsb))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_host.outbox import Outbox, OutboxError
+from firmware_host.device.outbox import Outbox, OutboxError
 
 
 def test_messages_come_back_in_order_until_marked_sent(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from firmware_host.daemon_config import BY_NAME, DaemonConfigError, example_text, load_config
+from firmware_host.device.daemon_config import BY_NAME, DaemonConfigError, example_text, load_config
 
 PROG = "crampwatch config"
 

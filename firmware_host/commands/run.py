@@ -20,21 +20,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dsp.config import ConfigError
-from firmware_host import live_sources
 from firmware_host.calibration_file import CalibrationFileError
-from firmware_host.daemon import Daemon
-from firmware_host.daemon_config import (
+from firmware_host.commands.replay import add_pipeline_options
+from firmware_host.device import live_sources
+from firmware_host.device.daemon import Daemon
+from firmware_host.device.daemon_config import (
     SETTINGS,
     DaemonConfigError,
     load_config,
     resolve,
 )
+from firmware_host.device.outbox import OutboxError
 from firmware_host.event_output import OUTPUT_FORMATS
-from firmware_host.mqtt_link import parse_broker
-from firmware_host.outbox import OutboxError
-from firmware_host.replay_command import add_pipeline_options
 from hardware.acquisition import AcquisitionError
 from hardware.recordings import RecordingError
+from messaging.broker import parse_broker
 
 PROG = "crampwatch run"
 log = logging.getLogger("crampwatch")

@@ -40,8 +40,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from dsp.config import ScalingConfig
+from firmware_host.device.night_recorder import Night, NightError, NightInfo, open_night
 from firmware_host.event_output import atomic_text_output
-from firmware_host.night_recorder import Night, NightError, NightInfo, open_night
 
 PROG = "crampwatch export"
 DIGITAL_MIN, DIGITAL_MAX = -32768, 32767

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dsp.events import STATE_IDLE, iso_utc
 from dsp.pipeline import PipelineOutput
-from firmware_host import live_sources
+from firmware_host.device import live_sources
 from hardware.closing import ClosedOnExit
 from hardware.pins import (
     MARKER_BUTTON_PIN,

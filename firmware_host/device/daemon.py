@@ -22,22 +22,23 @@ from dsp.events import (
     StateChange,
 )
 from dsp.pipeline import Pipeline, PipelineOutput
-from firmware_host import live_sources
-from firmware_host.device_panel import DevicePanel
-from firmware_host.event_output import EventWriter, atomic_text_output, event_line
-from firmware_host.ha_discovery import birth_topic, discovery_messages
-from firmware_host.messages import (
+from firmware_host.device import live_sources
+from firmware_host.device.device_panel import DevicePanel
+from firmware_host.device.ha_discovery import birth_topic, discovery_messages
+from firmware_host.device.messages import (
     ChannelStates,
     EnvelopeSummary,
-    Topics,
     event_payload,
     marker_payload,
     quality_payload,
 )
-from firmware_host.mqtt_link import BrokerSettings, MqttLink, parse_broker
-from firmware_host.night_recorder import NightRecorder, night_directory
-from firmware_host.outbox import Outbox
+from firmware_host.device.mqtt_link import MqttLink
+from firmware_host.device.night_recorder import NightRecorder, night_directory
+from firmware_host.device.outbox import Outbox
+from firmware_host.event_output import EventWriter, atomic_text_output, event_line
 from firmware_host.run_summary import RunSummary
+from messaging.broker import BrokerSettings, parse_broker
+from messaging.topics import Topics
 
 log = logging.getLogger("crampwatch")
 STATE_REFRESH_S = 60.0  # the retained state (with the good-signal totals) at least this often

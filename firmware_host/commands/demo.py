@@ -20,7 +20,7 @@ from pathlib import Path
 from dsp.config import ConfigError, PipelineConfig, ScalingConfig
 from dsp.evaluation import evaluate
 from dsp.pipeline import Pipeline, PipelineOutput
-from firmware_host.evaluate_command import write_annotations_csv
+from firmware_host.commands.evaluate import write_annotations_csv
 from firmware_host.event_output import EventWriter, atomic_text_output, event_line
 from firmware_host.run_summary import RunSummary
 from hardware.synthetic_emg import SyntheticEMG, plan_night
@@ -64,7 +64,7 @@ def run_stack(args: argparse.Namespace) -> int:
     prog = "crampwatch demo"
     try:
         from dashboards.server import DashboardSetupError, local_zone
-        from firmware_host.demo_stack import NIGHT_HOURS, DemoStack, default_directory
+        from firmware_host.demo.stack import NIGHT_HOURS, DemoStack, default_directory
     except ImportError as error:
         print(f"{prog}: error: {error.name} is missing: pip install 'crampwatch[dashboard]'",
               file=sys.stderr)  # fmt: skip

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsp import __version__
-from firmware_host.messages import OFFLINE, ONLINE, Topics, to_json
+from firmware_host.device.messages import to_json
+from messaging.topics import OFFLINE, ONLINE, Topics
 
 DEFAULT_PREFIX = "homeassistant"
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware_host.messages import check_device_id
-from firmware_host.mqtt_link import parse_broker
+from messaging.broker import parse_broker
+from messaging.topics import check_device_id
 
 STATE_DIR = "~/.local/state/crampwatch"
 

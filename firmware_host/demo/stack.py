@@ -27,12 +27,14 @@ import numpy as np
 
 from dsp.config import PipelineConfig, ScalingConfig
 from dsp.pipeline import Pipeline, PipelineOutput
-from firmware_host.daemon import Publisher
-from firmware_host.local_broker import Mosquitto
-from firmware_host.messages import Topics, to_json
-from firmware_host.mqtt_link import BrokerSettings, MqttLink
-from firmware_host.outbox import Outbox
+from firmware_host.demo.local_broker import Mosquitto
+from firmware_host.device.daemon import Publisher
+from firmware_host.device.messages import to_json
+from firmware_host.device.mqtt_link import MqttLink
+from firmware_host.device.outbox import Outbox
 from hardware.synthetic_emg import SyntheticEMG, plan_night
+from messaging.broker import BrokerSettings
+from messaging.topics import Topics
 
 log = logging.getLogger("crampwatch.demo")
 DEVICE = "demo-device"

@@ -18,14 +18,14 @@ import numpy as np
 from dsp.calibration import mvc_uv, rest_floor_uv
 from dsp.config import ChannelCalibration, ConfigError, PipelineConfig
 from dsp.pipeline import Pipeline
-from firmware_host import live_sources
 from firmware_host.calibration_file import save_calibration
-from firmware_host.replay_command import (
+from firmware_host.commands.replay import (
     add_pipeline_options,
     add_recording_options,
     channel_args,
     pipeline_config,
 )
+from firmware_host.device import live_sources
 from hardware.recordings import RecordingError, open_recording
 
 PROG = "crampwatch calibrate"

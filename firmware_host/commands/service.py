@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from firmware_host.daemon_config import example_text
+from firmware_host.device.daemon_config import example_text
 
 PROG = "crampwatch install-service"
 UNIT_NAME = "crampwatch.service"

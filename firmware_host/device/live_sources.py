@@ -90,7 +90,7 @@ class Live:
     ) -> tuple[PipelineConfig, Iterator[np.ndarray]]:
         """Estimate the true rate over the first seconds, then make the pipeline configuration;
         returns it and the sample arrays (NaN rows for anything missed), from the first sample."""
-        from firmware_host.replay_command import pipeline_config
+        from firmware_host.commands.replay import pipeline_config
 
         blocks = self.source.blocks(timeout=30.0)
         first: list = []
