@@ -4,9 +4,11 @@
 #   ./run.sh test [PYTEST ARGS]   the whole test suite
 #   ./run.sh bench [OPTIONS]  benchmarks (installs the peers NeuroKit2 and BioSPPy)
 #   ./run.sh crampwatch ARGS  any crampwatch command inside the environment
+# Relative paths given to `crampwatch` and `demo` are read from the caller's working directory;
+# the tests and benchmarks run from the repository.
 set -euo pipefail
-cd "$(dirname "$0")"
-VENV=.venv
+ROOT="$(cd "$(dirname "$0")" && pwd)"
+VENV="$ROOT/.venv"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -49,11 +51,13 @@ ensure_venv() {
         python3 -m venv "$VENV"
     fi
     local wanted
-    wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    wanted="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
         echo "run.sh: installing crampwatch[$extras] into $VENV" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-        "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+        # setuptools tells every editable install how editable installs work; that is not news here.
+        PYTHONWARNINGS="ignore:Editable installation" \
+            "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]"
         echo "$wanted" > "$stamp"
     fi
 }
@@ -70,15 +74,17 @@ case "$command" in
         ensure_chromium
         ensure_venv research,dashboard,test
         # One process: the real-time acquisition tests run threads that need the second core.
+        cd "$ROOT"
         exec "$VENV/bin/python" -m pytest "$@" ;;
     bench)
         ensure_mosquitto
         ensure_venv research,dashboard,bench
+        cd "$ROOT"
         exec "$VENV/bin/python" -m benchmarks "$@" ;;
     crampwatch)
         ensure_venv research,dashboard
         exec "$VENV/bin/crampwatch" "$@" ;;
     *)
-        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
         [ "$command" = help ] || exit 2 ;;
 esac

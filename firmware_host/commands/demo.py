@@ -1,7 +1,7 @@
 """`crampwatch demo`: the whole product with demo data, or (`--terminal`) one night in the terminal.
 
 By default: a private Mosquitto broker, the dashboard on localhost and a simulated device playing a
-few weeks of synthetic nights (see firmware_host/demo_stack.py). With `--terminal`, no services: a
+few weeks of synthetic nights (see firmware_host/demo/stack.py). With `--terminal`, no services: a
 seeded synthetic two-calf night (cramps, turning over, periodic limb movements, a walk to the
 bathroom, an electrode coming off) is streamed through the same pipeline that runs live, events
 are printed as they happen, and the detections are scored against the night's ground truth.
@@ -13,9 +13,10 @@ import argparse
 import logging
 import signal
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 from dsp.config import ConfigError, PipelineConfig, ScalingConfig
 from dsp.evaluation import evaluate
@@ -45,18 +46,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--hours", type=float, help="night length (default 7.5 for the device, 8 with --terminal)"
     )
-    parser.add_argument("--seed", type=int, default=7, help="which simulated night (default 7)")
-    parser.add_argument("--fs", type=float, default=1000.0, help="sampling rate (default 1000)")
+    parser.add_argument("--seed", type=int, help="which simulated night (default 7)")
+    parser.add_argument("--fs", type=float, help="sampling rate (default 1000)")
     parser.add_argument("--out", type=Path, help="also write the events as JSON lines here")
     parser.add_argument("--truth-out", type=Path, help="write the night's ground truth (CSV)")
     parser.add_argument("--movements", action="store_true", help="print movements too")
     parser.set_defaults(func=run)
 
 
+# Options that only mean something for one night in the terminal.
+TERMINAL_ONLY = ("seed", "fs", "out", "truth_out", "movements")
+
+
 def run(args: argparse.Namespace) -> int:
-    if not args.terminal:
-        return run_stack(args)
-    return run_terminal(args)
+    if args.terminal:
+        return run_terminal(args)
+    given = [name for name in TERMINAL_ONLY if getattr(args, name) not in (None, False)]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        print(
+            f"crampwatch demo: error: {options} belong to one night in the terminal: add "
+            "--terminal (without it the demo starts the broker, dashboard and device)",
+            file=sys.stderr,
+        )
+        return 2
+    return run_stack(args)
 
 
 def run_stack(args: argparse.Namespace) -> int:
@@ -64,7 +78,7 @@ def run_stack(args: argparse.Namespace) -> int:
     prog = "crampwatch demo"
     try:
         from dashboards.server import DashboardSetupError, local_zone
-        from firmware_host.demo.stack import NIGHT_HOURS, DemoStack, default_directory
+        from firmware_host.demo.stack import NIGHT_HOURS, DemoStack
     except ImportError as error:
         print(f"{prog}: error: {error.name} is missing: pip install 'crampwatch[dashboard]'",
               file=sys.stderr)  # fmt: skip
@@ -76,11 +90,17 @@ def run_stack(args: argparse.Namespace) -> int:
         return 2
     try:
         tz = local_zone(args.tz)
-        directory = args.dir or default_directory()
-        directory.mkdir(parents=True, exist_ok=True)
-        stack = DemoStack(directory, args.port, args.nights, tz, args.hours or NIGHT_HOURS)
-        signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: broker and files closed
-        stack.run(exit_when_done=args.exit_when_done)
+        with ExitStack() as cleanup:
+            if args.dir:
+                directory = args.dir
+                directory.mkdir(parents=True, exist_ok=True)
+            else:  # removed again when the demo stops
+                directory = Path(
+                    cleanup.enter_context(TemporaryDirectory(prefix="crampwatch-demo-"))
+                )
+            stack = DemoStack(directory, args.port, args.nights, tz, args.hours or NIGHT_HOURS)
+            signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: broker and files closed
+            stack.run(exit_when_done=args.exit_when_done)
     except (DashboardSetupError, RuntimeError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -95,6 +115,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run_terminal(args: argparse.Namespace) -> int:
     args.hours = args.hours or 8.0
+    args.seed = 7 if args.seed is None else args.seed
+    args.fs = args.fs or 1000.0
     if not 0 < args.hours <= 24:
         print("crampwatch demo: error: --hours must be between 0 and 24", file=sys.stderr)
         return 2

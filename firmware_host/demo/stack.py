@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -241,7 +240,3 @@ def _wait_for_ingest(store, quiet_s: float = 1.0, timeout_s: float = 30.0) -> No
         elif time.monotonic() - since >= quiet_s:
             return
         time.sleep(0.1)
-
-
-def default_directory() -> Path:
-    return Path(tempfile.mkdtemp(prefix="crampwatch-demo-"))
