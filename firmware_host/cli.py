@@ -17,11 +17,12 @@ from firmware_host.commands import (
     export,
     replay,
     run,
+    samples,
     service,
 )
 
 # In the order `crampwatch --help` lists them.
-COMMANDS = (demo, replay, evaluate, run, calibrate, export, config, service)
+COMMANDS = (demo, samples, replay, evaluate, run, calibrate, export, config, service)
 
 
 def build_parser() -> argparse.ArgumentParser:
