@@ -284,7 +284,10 @@ class RequestGuard:
             return receive
         if media == "application/x-www-form-urlencoded":
             body = await _read_body(receive, limit)
-            fields = parse_qs(body.decode("latin-1"), max_num_fields=1000)
+            try:
+                fields = parse_qs(body.decode("latin-1"), max_num_fields=1000)
+            except ValueError:  # more fields than any form of ours has
+                fields = {}
             if self._csrf_ok((fields.get(CSRF_FIELD) or [None])[0]):
                 return _replay(body, receive)
         raise Refusal(403, "csrf", "the form's CSRF token is missing or wrong: reload the page")

@@ -213,6 +213,8 @@ def test_a_page_form_needs_the_csrf_token() -> None:
     assert client.post("/intake/add", content="factor=water&csrf_token=guess",
                        headers=form).status_code == 403  # fmt: skip
     assert client.post("/intake/add", content="factor=water", headers=form).status_code == 403
+    many = "&".join(f"f{i}=1" for i in range(2000)) + f"&csrf_token={settings.csrf_token}"
+    assert client.post("/intake/add", content=many, headers=form).status_code == 403
     header = {**form, "X-CSRF-Token": settings.csrf_token}
     assert client.post("/intake/add", content="factor=water", headers=header).status_code == 200
 
