@@ -136,6 +136,7 @@ def format_number(value: float) -> str:
     return f"{value:.6g}"
 
 
+MAX_AMOUNT_CHARS = 40
 _AMOUNT_PATTERN = re.compile(
     r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>.*)$"
 )
@@ -153,6 +154,11 @@ def parse_amount(text: str) -> tuple[float, str | None]:
     stripped = " ".join(text.split())
     if not stripped:
         raise IntakeError("amount is empty: give a number and a unit, e.g. '250 mg'")
+    if len(stripped) > MAX_AMOUNT_CHARS:
+        raise IntakeError(
+            f"amount is {len(stripped)} characters long: give a number and a unit of at most "
+            f"{MAX_AMOUNT_CHARS} characters, e.g. '250 mg'"
+        )
     if "," in stripped:
         raise IntakeError(
             f"amount {stripped!r} has a comma: use a dot for decimals and no thousands "

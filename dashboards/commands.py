@@ -25,6 +25,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     dashboard.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
     dashboard.add_argument("--port", type=int, default=8080)
     dashboard.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="a further name the dashboard is reached by (default: the loopback names, or the "
+        "--host address; repeat for more)",
+    )
+    dashboard.add_argument(
         "--token",
         default=os.environ.get("CRAMPWATCH_DASHBOARD_TOKEN"),
         help="required to listen beyond loopback (or $CRAMPWATCH_DASHBOARD_TOKEN)",
@@ -103,7 +111,8 @@ def run_intake_import(args: argparse.Namespace) -> int:
 def run_dashboard(args: argparse.Namespace) -> int:
     prog = "crampwatch dashboard"
     try:
-        from dashboards.server import DashboardSetupError, build, is_loopback, local_zone, serve
+        from dashboards.guard import is_loopback
+        from dashboards.server import DashboardSetupError, build, local_zone, serve
         from dashboards.store import StoreError
         from messaging.broker import parse_broker
     except ImportError as error:
@@ -120,7 +129,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
             raise DashboardSetupError("--port must be 1-65535")
         broker = None if args.broker == "none" else parse_broker(args.broker)
         process = build(args.db.expanduser(), broker=broker, tz=local_zone(args.tz),
-                        token=args.token)  # fmt: skip
+                        token=args.token, listen=(args.host, args.port),
+                        allowed_hosts=args.allowed_host)  # fmt: skip
     except (DashboardSetupError, StoreError, ValueError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

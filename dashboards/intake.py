@@ -36,6 +36,7 @@ from dashboards.catalogue import (
     lookup_unit,
     parse_amount,
 )
+from dashboards.validation import Invalid, strict_json
 from dsp.events import iso_utc, stable_event_id
 from messaging.topics import INTAKE_SCHEMA
 
@@ -154,8 +155,8 @@ def _payload_object(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
         if len(payload.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
             raise IntakeError(f"payload is more than {MAX_PAYLOAD_BYTES} bytes")
         try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as error:
+            payload = strict_json(payload)
+        except Invalid as error:
             raise IntakeError(f"payload is not valid JSON: {error}") from None
     if not isinstance(payload, Mapping):
         raise IntakeError(f"payload must be a JSON object, not {type(payload).__name__}")
@@ -188,7 +189,10 @@ def _entry_time(
         if local_tz is None:
             raise IntakeError(f"time {value!r} has no timezone: add Z or an offset such as +01:00")
         moment = moment.replace(tzinfo=_zone(local_tz))
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00 in a zone east of UTC
+        raise IntakeError(f"time {value!r} is out of range: check the date") from None
     check_time_bounds(moment, now)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
@@ -209,7 +213,7 @@ def parse_time(text: Any) -> datetime:
         return datetime.fromisoformat(stripped)
     except ValueError:
         raise IntakeError(
-            f"time {stripped!r} is not ISO 8601: use e.g. 2026-01-05T21:30:00Z or "
+            f"time {stripped[:40]!r} is not ISO 8601: use e.g. 2026-01-05T21:30:00Z or "
             "2026-01-05T21:30:00+01:00"
         ) from None
 
@@ -399,26 +403,35 @@ def read_cronometer_daily(
     """
     now = _check_now(now)
     reader = csv.reader(io.StringIO(_read_text(stream_or_path)))
-    export = _daily_export(_first_row(reader), catalogue, _zone(tz), factors)
-    entries: list[IntakeEntry] = []
-    problems: list[str] = []
-    first_line_of_day: dict[date, int] = {}
-    for row in reader:
-        if not any(cell.strip() for cell in row):
-            continue
-        line = reader.line_num
-        try:
-            day = export.row_day(row)
-            if day in first_line_of_day:
-                raise IntakeError(
-                    f"date {day} appears twice (first on line {first_line_of_day[day]})"
-                )
-            first_line_of_day[day] = line
-            entries.extend(export.row_entries(row, day, now))
-        except IntakeError as error:
-            problems.append(f"line {line}: {error}")
+    try:
+        export = _daily_export(_first_row(reader), catalogue, _zone(tz), factors)
+        entries: list[IntakeEntry] = []
+        problems: list[str] = []
+        n_problems = 0
+        first_line_of_day: dict[date, int] = {}
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            line = reader.line_num
+            try:
+                day = export.row_day(row)
+                if day in first_line_of_day:
+                    raise IntakeError(
+                        f"date {day} appears twice (first on line {first_line_of_day[day]})"
+                    )
+                first_line_of_day[day] = line
+                entries.extend(export.row_entries(row, day, now))
+            except IntakeError as error:
+                n_problems += 1
+                if len(problems) < MAX_REPORTED_PROBLEMS:  # the rest are counted, not kept
+                    problems.append(f"line {line}: {error}")
+    except csv.Error as error:  # a cell over the csv module's 128 KB limit, a NUL byte, ...
+        raise IntakeError(
+            f"line {reader.line_num}: the file cannot be read as CSV ({error}); expected a "
+            "Cronometer Daily Nutrition export"
+        ) from None
     if problems:
-        raise IntakeError(_problem_report(problems))
+        raise IntakeError(_problem_report(problems, n_problems))
     return sorted(entries, key=lambda e: (e.time, e.factor))
 
 
@@ -611,9 +624,9 @@ def _day_entries(
     return entries
 
 
-def _problem_report(problems: list[str]) -> str:
+def _problem_report(problems: list[str], total: int) -> str:
     shown = problems[:MAX_REPORTED_PROBLEMS]
-    more = len(problems) - len(shown)
+    more = total - len(shown)
     tail = f"\n... and {more} more" if more else ""
     return "Cronometer import failed, nothing was imported:\n" + "\n".join(shown) + tail
 

@@ -14,6 +14,7 @@ from dashboards.live_feed import LiveFeed
 from dashboards.store import Store
 
 log = logging.getLogger("crampwatch.dashboard.intake")
+IMPORT_BATCH = 1000
 
 
 def load_catalogue(store: Store) -> Catalogue:
@@ -50,9 +51,17 @@ class IntakeLog:
         return deleted
 
     def import_cronometer(self, stream: IO[str] | IO[bytes] | str) -> tuple[int, int]:
-        """A Cronometer daily-nutrition export; returns (entries, of which new)."""
+        """A Cronometer daily-nutrition export; returns (entries, of which new).
+
+        Stored in batches, each its own short transaction, so that other requests are served
+        between them; every entry validated before the first is stored."""
         entries = read_cronometer_daily(stream, self.catalogue, self.tz)
-        new = sum(self._store(entry) for entry in entries)
+        new = 0
+        for first in range(0, len(entries), IMPORT_BATCH):
+            batch = entries[first : first + IMPORT_BATCH]
+            new += self.store.put_intakes([entry.to_dict() for entry in batch])
+        if entries and self.feed is not None:
+            self.feed.publish("intake")
         return len(entries), new
 
     def from_mqtt(self, payload: bytes, person: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
@@ -20,6 +20,13 @@ from dashboards.analysis import (
 )
 from dashboards.catalogue import Catalogue
 from dashboards.store import Store
+from dashboards.validation import (
+    Invalid,
+    UnreadableRows,
+    check_envelope_trace,
+    number,
+    plausible_window,
+)
 
 NIGHT_START = time(18, 0)
 NIGHT_HOURS = 18  # 18:00 to 12:00
@@ -47,33 +54,28 @@ class Queries:
     tz: tzinfo
     min_good_minutes: float = 240.0
     min_nights: int = 10
+    unreadable: UnreadableRows = field(default_factory=UnreadableRows)
 
     # -- nights ----------------------------------------------------------------------------
 
     def ended_events(self, start: str | None = None, end: str | None = None) -> list[CrampRecord]:
+        """Ended events starting in [start, end); rows that cannot be read are skipped, counted."""
         rows = self.store.query(
             "SELECT event_id, channel, kind, start, end, duration_s, peak_uv FROM event"
-            " WHERE phase = 'ended' AND (? IS NULL OR start >= ?) AND (? IS NULL OR start < ?)"
-            " ORDER BY start",
-            (start, start, end, end),
+            " WHERE phase = 'ended' AND start >= ? AND start <= ?"
+            " AND (? IS NULL OR start >= ?) AND (? IS NULL OR start < ?) ORDER BY start",
+            (*plausible_window(), start, start, end, end),
         )
-        return [
-            CrampRecord(
-                r["event_id"], r["channel"], r["kind"], parse_time(r["start"]),
-                parse_time(r["end"] or r["start"]), r["duration_s"], r["peak_uv"] or 0.0,
-            )
-            for r in rows
-        ]  # fmt: skip
+        return list(self.unreadable.read("event", rows, _cramp_record, lambda r: r["event_id"]))
 
     def sessions(self) -> list[SessionRecord]:
-        rows = self.store.query("SELECT device, session_start, recorded_s, good_s FROM session")
-        return [
-            SessionRecord(
-                r["device"], parse_time(r["session_start"]), r["recorded_s"],
-                json.loads(r["good_s"]),
-            )
-            for r in rows
-        ]  # fmt: skip
+        rows = self.store.query(
+            "SELECT device, session_start, recorded_s, good_s FROM session"
+            " WHERE session_start >= ? AND session_start <= ?",
+            plausible_window(),
+        )
+        key = lambda r: f"{r['device']} {r['session_start']}"  # noqa: E731
+        return list(self.unreadable.read("session", rows, _session_record, key))
 
     def nights(self, first: date | None = None, last: date | None = None) -> list[NightSummary]:
         """Nights from `first` to `last`; a missing end is the data's, never past the other end."""
@@ -100,14 +102,21 @@ class Queries:
 
     def _night_at(self, end: str) -> date | None:
         """The night of the latest (MAX) or earliest (MIN) session or event."""
+        window = plausible_window()
         rows = self.store.query(
             f"SELECT {end}(m) AS moment FROM (SELECT {end}(session_start) AS m FROM session"
-            f" UNION ALL SELECT {end}(start) FROM event)"
+            " WHERE session_start >= ? AND session_start <= ?"
+            f" UNION ALL SELECT {end}(start) FROM event WHERE start >= ? AND start <= ?)",
+            (*window, *window),
         )
         text = rows[0]["moment"] if rows else None
         if text is None:
             return None
-        moment = parse_time(text)
+        try:
+            moment = parse_time(text)
+        except ValueError as error:
+            self.unreadable.skip("event or session", text, error)
+            return None
         night = night_of(moment, self.tz)
         return night if night is not None else moment.astimezone(self.tz).date()
 
@@ -126,8 +135,13 @@ class Queries:
             (start, end),
         )
         by_id: dict[str, dict[str, Any]] = {}
-        for row in events:  # an ended message supersedes its started one
-            payload = json.loads(row["payload"])
+        payloads = self.unreadable.read(
+            "event",
+            events,
+            lambda r: self._event_payload(r["payload"]),
+            lambda r: r["payload"][:80],
+        )
+        for payload in payloads:  # an ended message supersedes its started one
             if payload["event_id"] not in by_id or payload["phase"] == "ended":
                 by_id[payload["event_id"]] = payload
         quality = self.store.query(
@@ -153,17 +167,37 @@ class Queries:
             "SELECT payload FROM event WHERE event_id = ? ORDER BY phase = 'ended' DESC",
             (event_id,),
         )
-        return json.loads(rows[0]["payload"]) if rows else None
+        found = self.unreadable.read(
+            "event", rows[:1], lambda r: self._event_payload(r["payload"]), lambda r: event_id
+        )
+        return next(iter(found), None)
+
+    def _event_payload(self, text: str) -> dict[str, Any]:
+        """A stored event message (a ValueError when it lacks what the pages use); a trace that
+        cannot be drawn is left out and counted."""
+        payload = json.loads(text)
+        for name in ("event_id", "kind", "channel", "start", "phase"):
+            if not isinstance(payload.get(name), str):
+                raise ValueError(f"stored event without {name!r}")
+        for name in ("start_s", "duration_s"):
+            number(payload.get(name), name)
+        if payload.get("envelope") is not None:
+            try:
+                check_envelope_trace(payload["envelope"])
+            except Invalid as error:
+                self.unreadable.skip("event envelope", payload["event_id"], error)
+                payload["envelope"] = None
+        return payload
 
     # -- intake and insights ---------------------------------------------------------------
 
     def intake_records(self) -> list[IntakeRecord]:
-        rows = self.store.query("SELECT time, factor, amount FROM intake")
+        rows = self.store.query("SELECT entry_id, time, factor, amount FROM intake")
         kinds = {f: self._kind(f) for f in {r["factor"] for r in rows}}
-        return [
-            IntakeRecord(parse_time(r["time"]), r["factor"], r["amount"], kinds[r["factor"]])
-            for r in rows
-        ]
+        record = lambda r: IntakeRecord(  # noqa: E731
+            parse_time(r["time"]), r["factor"], r["amount"], kinds[r["factor"]]
+        )
+        return list(self.unreadable.read("intake", rows, record, lambda r: r["entry_id"]))
 
     def _kind(self, factor: str) -> str:
         found = self.catalogue.find(factor)
@@ -193,6 +227,14 @@ class Queries:
 
     # -- device status ---------------------------------------------------------------------
 
+    def _device_json(self, row: Any, column: str) -> dict[str, Any] | None:
+        if not row[column]:
+            return None
+        found = self.unreadable.read(
+            f"device {column}", [row[column]], json.loads, lambda _: row["device"]
+        )
+        return next(iter(found), None)
+
     def status(self) -> dict[str, Any]:
         devices = []
         for row in self.store.query("SELECT * FROM device ORDER BY device"):
@@ -208,8 +250,8 @@ class Queries:
                     "status": row["status"] or "unknown",
                     "status_at": row["status_at"],
                     "last_seen": row["last_seen"],
-                    "state": json.loads(row["state"]) if row["state"] else None,
-                    "envelope": json.loads(row["envelope"]) if row["envelope"] else None,
+                    "state": self._device_json(row, "state"),
+                    "envelope": self._device_json(row, "envelope"),
                     "quality": [
                         {"channel": q["channel"], "at": q["at"],
                          "problems": json.loads(q["problems"])}
@@ -225,9 +267,25 @@ class Queries:
             "ingest": {
                 "stored": self.store.counter("stored"),
                 "refused": self.store.counter("refused"),
+                "unreadable_rows": self.unreadable.total(),
                 "recent_refusals": [dict(r) for r in refusals],
             },
         }
+
+
+def _cramp_record(row: Any) -> CrampRecord:
+    return CrampRecord(
+        row["event_id"], row["channel"], row["kind"], parse_time(row["start"]),
+        parse_time(row["end"] or row["start"]), number(row["duration_s"], "duration_s"),
+        number(row["peak_uv"] or 0.0, "peak_uv"),
+    )  # fmt: skip
+
+
+def _session_record(row: Any) -> SessionRecord:
+    good_s = json.loads(row["good_s"])
+    if not isinstance(good_s, dict):
+        raise ValueError("good_s is not an object")
+    return SessionRecord(row["device"], parse_time(row["session_start"]), row["recorded_s"], good_s)
 
 
 def totals_by_night(totals: dict[date, dict[str, float]], factor: str) -> dict[str, float]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dashboards.guard import HostPolicy
 from dashboards.ingest import Ingest, MqttIngest
 from dashboards.intake_log import IntakeLog, load_catalogue
 from dashboards.live_feed import LiveFeed
@@ -48,15 +49,6 @@ def _system_zone_name() -> str | None:
     return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else None
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass
 class DashboardProcess:
     """Everything `crampwatch dashboard` runs, wired together (also used by tests and the demo)."""
@@ -83,17 +75,22 @@ def build(
     demo: bool = False,
     client_id: str = "crampwatch-dashboard",
     min_nights: int = 10,
+    listen: tuple[str, int] | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> DashboardProcess:
+    """The dashboard's parts. `listen` is where the server will listen (the hosts it answers to
+    follow from it, plus `allowed_hosts`); without it, the loopback names on any port."""
+    hosts = HostPolicy.for_listen(*(listen or (None, None)), allowed_hosts)
     store = Store(db)
     feed = LiveFeed()
     catalogue = load_catalogue(store)
     intake = IntakeLog(store, catalogue, tz, feed)
     ingest = Ingest(store, intake.from_mqtt, feed)
     queries = Queries(store, catalogue, tz, min_nights=min_nights)
-    app = create_app(Dashboard(queries, intake, feed, token=token, demo=demo))
-    mqtt = None
-    if broker is not None:
-        mqtt = MqttIngest(ingest, broker[0], broker[1], client_id)
+    mqtt = MqttIngest(ingest, broker[0], broker[1], client_id) if broker is not None else None
+    app = create_app(Dashboard(queries, intake, feed, token=token, demo=demo, hosts=hosts,
+                               broker_link=mqtt.link.status if mqtt else None))  # fmt: skip
+    if mqtt is not None:
         mqtt.start()
     return DashboardProcess(store, feed, intake, ingest, app, mqtt)
 

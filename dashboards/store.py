@@ -10,14 +10,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-MIGRATIONS: tuple[str, ...] = (
+
+def _repair(db: sqlite3.Connection) -> None:
+    """Migration 2 (imported here: the repair uses ingest's checks, which use the store)."""
+    from dashboards.store_repair import repair_stored_rows
+
+    repair_stored_rows(db)
+
+
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 1: the first schema
     """
     CREATE TABLE event (
@@ -91,6 +99,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: device times in one canonical form; rows no message could now deliver are moved to the
+    # refusals (dashboards/store_repair.py)
+    _repair,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 KEEP_REFUSALS = 1000
@@ -142,10 +153,17 @@ class Store:
                 f"knows {SCHEMA_VERSION}); upgrade crampwatch"
             )
         for number in range(version, SCHEMA_VERSION):
-            with self._db:
-                self._db.executescript(
-                    f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version={number + 1}; COMMIT;"
-                )
+            step = MIGRATIONS[number]
+            if isinstance(step, str):
+                with self._db:
+                    self._db.executescript(
+                        f"BEGIN; {step}; PRAGMA user_version={number + 1}; COMMIT;"
+                    )
+                continue
+            with self._db:  # one transaction: the step and the new version, or neither
+                self._db.execute("BEGIN")
+                step(self._db)
+                self._db.execute(f"PRAGMA user_version={number + 1}")
 
     @property
     def schema_version(self) -> int:
@@ -249,15 +267,27 @@ class Store:
     def refuse(self, topic: str, reason: str, payload: bytes) -> None:
         """Keep a bounded record of a refused message and count it."""
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO refusal (at, topic, reason, payload) VALUES (?, ?, ?, ?)",
-                (now_iso(), topic[:200], reason[:500], payload[:500].decode("utf-8", "replace")),
-            )
-            db.execute(
-                "DELETE FROM refusal WHERE id <= (SELECT MAX(id) FROM refusal) - ?",
-                (KEEP_REFUSALS,),
-            )
-            self._bump(db, "refused")
+            self.record_refusal(db, topic, reason, payload)
+
+    @classmethod
+    def record_refusal(
+        cls, db: sqlite3.Connection, topic: str, reason: str, payload: bytes | str
+    ) -> None:
+        """Keep and count a refusal inside the caller's transaction."""
+        text = (
+            payload[:500].decode("utf-8", "replace")
+            if isinstance(payload, bytes)
+            else payload[:500]
+        )
+        db.execute(
+            "INSERT INTO refusal (at, topic, reason, payload) VALUES (?, ?, ?, ?)",
+            (now_iso(), topic[:200], reason[:500], text),
+        )
+        db.execute(
+            "DELETE FROM refusal WHERE id <= (SELECT MAX(id) FROM refusal) - ?",
+            (KEEP_REFUSALS,),
+        )
+        cls._bump(db, "refused")
 
     def counter(self, name: str) -> int:
         row = self.query("SELECT value FROM counter WHERE name = ?", (name,))
@@ -279,20 +309,27 @@ class Store:
 
     def put_intake(self, entry: dict[str, Any]) -> bool:
         """Insert or replace an intake entry by its id; True when it was new."""
+        return self.put_intakes([entry]) == 1
+
+    def put_intakes(self, entries: Sequence[dict[str, Any]]) -> int:
+        """Insert or replace intake entries by id in one transaction; returns how many were new."""
+        updated = now_iso()
+        rows = [
+            (e["entry_id"], e["time"], e["factor"], e["amount"], e["unit"], e.get("note") or "",
+             e.get("source") or "api", updated)
+            for e in entries
+        ]  # fmt: skip
         with self.transaction() as db:
-            exists = db.execute(
-                "SELECT 1 FROM intake WHERE entry_id = ?", (entry["entry_id"],)
-            ).fetchone()
-            db.execute(
+            before = db.execute("SELECT COUNT(*) FROM intake").fetchone()[0]
+            db.executemany(
                 "INSERT INTO intake (entry_id, time, factor, amount, unit, note, source, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_id) DO UPDATE SET"
                 " time = excluded.time, factor = excluded.factor, amount = excluded.amount,"
                 " unit = excluded.unit, note = excluded.note, source = excluded.source,"
                 " updated = excluded.updated",
-                (entry["entry_id"], entry["time"], entry["factor"], entry["amount"],
-                 entry["unit"], entry.get("note") or "", entry.get("source") or "api", now_iso()),
-            )  # fmt: skip
-            return exists is None
+                rows,
+            )
+            return db.execute("SELECT COUNT(*) FROM intake").fetchone()[0] - before
 
     def delete_intake(self, entry_id: str) -> bool:
         with self.transaction() as db:

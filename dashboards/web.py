@@ -8,6 +8,7 @@ import asyncio
 import hmac
 import io
 import json
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,11 +17,13 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat, StrictStr
+from starlette.concurrency import run_in_threadpool
 
 from dashboards import charts
 from dashboards.analysis import frequent_cramps_notice
 from dashboards.catalogue import IntakeError
+from dashboards.guard import GuardSettings, HostPolicy, RequestGuard
 from dashboards.intake_log import IntakeLog
 from dashboards.live_feed import LiveFeed
 from dashboards.queries import Queries, night_window, totals_by_night
@@ -29,13 +32,17 @@ from dsp import __version__
 HERE = Path(__file__).resolve().parent
 TOKEN_COOKIE = "crampwatch_token"
 MAX_RANGE_DAYS = 3660
+PAGE_NIGHTS = 366  # a nights page shows at most a year
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
+IMPORT_PATH = "/api/intake/import"
+IMPORT_MAX_BYTES = 10 * 1024 * 1024  # a Cronometer daily export of 40 years is about 10 MB
 
 
 class IntakeIn(BaseModel):
     """An intake entry as the form or a client sends it."""
 
     factor: str = Field(max_length=60, description="catalogue key, alias, or a custom name")
-    amount: float | str | None = Field(
+    amount: StrictFloat | StrictStr | None = Field(
         default=None, description="a number, or text such as '250 mg' or '1.5 L'"
     )
     unit: str | None = Field(default=None, max_length=20)
@@ -50,9 +57,14 @@ class Dashboard:
     """What the web app needs: the queries, the intake log, the live feed, settings."""
 
     def __init__(self, queries: Queries, intake: IntakeLog, feed: LiveFeed, *,
-                 token: str | None = None, demo: bool = False) -> None:  # fmt: skip
+                 token: str | None = None, demo: bool = False,
+                 hosts: HostPolicy | None = None,
+                 broker_link: Callable[[], dict[str, Any]] | None = None) -> None:  # fmt: skip
         self.queries, self.intake, self.feed = queries, intake, feed
         self.token, self.demo = token, demo
+        self.hosts = hosts or HostPolicy.for_listen()
+        self.broker_link = broker_link  # the MQTT link's state for the device page
+        self.guard: GuardSettings | None = None  # set by create_app
 
 
 def create_app(dashboard: Dashboard) -> FastAPI:
@@ -66,8 +78,15 @@ def create_app(dashboard: Dashboard) -> FastAPI:
     app.state.dashboard = dashboard
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.globals.update(demo=dashboard.demo, version=__version__)
+    guard = GuardSettings(
+        hosts=dashboard.hosts, bearer=dashboard.token,
+        body_limits={IMPORT_PATH: IMPORT_MAX_BYTES}, api_types={IMPORT_PATH: frozenset({"text/csv"})},
+    )  # fmt: skip
+    dashboard.guard = guard
+    templates.env.globals.update(demo=dashboard.demo, version=__version__,
+                                 csrf_token=guard.csrf_token)  # fmt: skip
     _add_auth(app, dashboard)
+    app.add_middleware(RequestGuard, settings=guard)  # outermost: hosts, forgery, body limits
     _add_api(app, dashboard)
     _add_pages(app, dashboard, templates)
     return app
@@ -104,11 +123,14 @@ def _day(text: str | None, name: str) -> date | None:
     if text in (None, ""):
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise HTTPException(
             400, f"{name} must be a date such as 2026-11-21, not {text!r}"
         ) from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise HTTPException(400, f"{name} must be between {EARLIEST_DAY} and {LATEST_DAY}")
+    return day
 
 
 def _range(first: str | None, last: str | None) -> tuple[date | None, date | None]:
@@ -118,6 +140,20 @@ def _range(first: str | None, last: str | None) -> tuple[date | None, date | Non
     if start and end and (end - start).days > MAX_RANGE_DAYS:
         raise HTTPException(400, f"ask for at most {MAX_RANGE_DAYS} days at a time")
     return start, end
+
+
+def _page_range(q: Queries, start: date | None, end: date | None) -> tuple[date, date, str | None]:
+    """A page's nights: the range asked for, at most a year of it (the latest), and a note
+    saying so when it was cut; without a range, the year up to the last night."""
+    end = end or (start + timedelta(days=PAGE_NIGHTS - 1) if start else None)
+    end = end or q.last_night() or date.today()
+    start = start or end - timedelta(days=PAGE_NIGHTS - 1)
+    if (end - start).days < PAGE_NIGHTS:
+        return start, end, None
+    shown = end - timedelta(days=PAGE_NIGHTS - 1)
+    note = (f"At most a year is shown at a time: {shown} to {end} of the {start} to {end} "
+            "asked for; choose a later 'to' for the rest.")  # fmt: skip
+    return shown, end, note
 
 
 def _add_api(app: FastAPI, d: Dashboard) -> None:
@@ -188,14 +224,14 @@ def _add_api(app: FastAPI, d: Dashboard) -> None:
         },
     )  # fmt: skip
     async def api_import(request: Request) -> dict[str, Any]:
-        body = await request.body()
-        if len(body) > 20_000_000:
-            raise HTTPException(413, "the file is over 20 MB")
+        body = await request.body()  # at most IMPORT_MAX_BYTES: the guard stops it there
         try:
             text = body.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise HTTPException(400, "the file is not UTF-8 text (a CSV export)") from None
-        total, new = d.intake.import_cronometer(io.StringIO(text))
+        # Parsing and storing take a while for a big file: off the event loop, so that every
+        # other request is answered meanwhile.
+        total, new = await run_in_threadpool(d.intake.import_cronometer, io.StringIO(text))
         return {"entries": total, "new": new}
 
     @app.get("/api/factors", summary="The factor catalogue")
@@ -208,7 +244,7 @@ def _add_api(app: FastAPI, d: Dashboard) -> None:
 
     @app.get("/api/status", summary="Devices and ingest")
     def api_status() -> dict[str, Any]:
-        return q.status()
+        return _status(d)
 
     @app.get("/api/live", summary="Server-sent events: what changed (event, state, intake, ...)")
     async def api_live(request: Request) -> StreamingResponse:
@@ -242,11 +278,11 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
         recent = q.nights(night - timedelta(days=13), night) if night else []
         notice = frequent_cramps_notice(q.nights())
         return page(request, "overview.html", night=night, recent=recent,
-                    notice=notice, status=q.status())  # fmt: skip
+                    notice=notice, status=_status(d))  # fmt: skip
 
     @app.get("/nights", response_class=HTMLResponse, include_in_schema=False)
     def nights(request: Request, factor: str = "", first: str = "", last: str = "") -> HTMLResponse:
-        start, end = _range(first or None, last or None)
+        start, end, range_note = _page_range(q, *_range(first or None, last or None))
         rows = q.nights(start, end)
         overlay_values = totals_by_night(q.daily_totals(), factor) if factor else {}
         chart = charts.bars(
@@ -258,7 +294,7 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
         )
         factors = sorted(q.factors_logged())
         return page(request, "nights.html", rows=rows, chart=chart, factor=factor,
-                    factors=factors)  # fmt: skip
+                    factors=factors, range_note=range_note)  # fmt: skip
 
     @app.get("/events/{event_id}", response_class=HTMLResponse, include_in_schema=False)
     def event_page(request: Request, event_id: str) -> HTMLResponse:
@@ -286,7 +322,7 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
     def status_page(request: Request) -> HTMLResponse:
-        return page(request, "status.html", status=q.status())
+        return page(request, "status.html", status=_status(d))
 
     @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
     def report(request: Request, first: str = "", last: str = "") -> HTMLResponse:
@@ -294,10 +330,12 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
         start = _day(first or None, "from") or end - timedelta(days=27)
         if end < start:
             raise HTTPException(400, "'to' is before 'from'")
+        start, end, range_note = _page_range(q, start, end)
         rows = q.nights(start, end)
         result = q.insights()[0]
         return page(request, "report.html", rows=rows, result=result, first=start, last=end,
-                    generated=datetime.now(q.tz), totals=_report_totals(rows))  # fmt: skip
+                    generated=datetime.now(q.tz), totals=_report_totals(rows),
+                    range_note=range_note)  # fmt: skip
 
     @app.exception_handler(404)
     async def not_found(request: Request, error: Any) -> Any:
@@ -309,6 +347,15 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
             if request.url.path == "/index.html"
             else HTMLResponse("<h1>Not found</h1><p><a href='/'>Overview</a></p>", status_code=404)
         )
+
+
+def _status(d: Dashboard) -> dict[str, Any]:
+    """Devices and ingest, and the dashboard's own link to the broker."""
+    return {
+        **d.queries.status(),
+        "broker": d.broker_link() if d.broker_link else None,
+        "requests_refused": dict(d.guard.refused) if d.guard else {},
+    }
 
 
 def _factor_charts(result: Any, nights: list[Any], totals: dict) -> dict[str, str]:

@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from dashboards.server import build
 
 TZ = ZoneInfo("Europe/Berlin")
+TEST_HOST = "testserver"  # the name Starlette's and schemathesis' test clients send
 
 
 @pytest.fixture
 def dashboard(tmp_path: Path):
-    process = build(tmp_path / "dashboard.db", broker=None, tz=TZ, min_nights=3)
+    process = build(tmp_path / "dashboard.db", broker=None, tz=TZ, min_nights=3,
+                    allowed_hosts=[TEST_HOST])  # fmt: skip
     yield process
     process.close()
 
@@ -112,7 +114,9 @@ def test_nights_insights_and_the_report_come_from_stored_events_and_intake(
 
 
 def test_a_token_is_required_when_one_is_set(tmp_path: Path) -> None:
-    process = build(tmp_path / "d.db", broker=None, tz=TZ, token="s3cret")
+    process = build(
+        tmp_path / "d.db", broker=None, tz=TZ, token="s3cret", allowed_hosts=[TEST_HOST]
+    )
     client = TestClient(process.app)
     assert client.get("/api/status").status_code == 401
     assert client.get("/api/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
@@ -138,7 +142,7 @@ def test_bad_query_dates_say_what_is_expected(client: TestClient) -> None:
 def test_fuzzing_the_api_against_its_openapi_description_finds_no_server_error(
     tmp_path: Path,
 ) -> None:
-    process = build(tmp_path / "fuzz.db", broker=None, tz=TZ)
+    process = build(tmp_path / "fuzz.db", broker=None, tz=TZ, allowed_hosts=[TEST_HOST])
     schema = schemathesis.openapi.from_asgi("/openapi.json", process.app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10

@@ -94,7 +94,7 @@ def test_an_older_state_arriving_late_does_not_move_the_session_back(ingest: Ing
         ("event", event(schema="crampwatch.event/9"), "schema"),
         ("event", event(device="kitchen"), "does not match the topic"),
         ("event", event(kind="yawn"), "kind"),
-        ("event", event(duration_s="long"), "wrong type"),
+        ("event", event(duration_s="long"), "must be a number"),
         ("event", event(start="yesterday"), "ISO 8601"),
         ("event", b'{"duration_s": NaN}', "not a number JSON allows"),
         ("state", {**state(10.0), "channels": {}}, "channels is empty"),

@@ -188,7 +188,7 @@ class DemoStack:
         broker.start()
         process = build(
             self.directory / "dashboard.db", broker=("127.0.0.1", broker.port), tz=self.tz,
-            demo=True, client_id="crampwatch-demo-dashboard",
+            demo=True, client_id="crampwatch-demo-dashboard", listen=("127.0.0.1", self.port),
         )  # fmt: skip
         server = uvicorn.Server(
             uvicorn.Config(process.app, host="127.0.0.1", port=self.port, log_level="warning")
