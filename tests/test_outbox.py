@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_host.device.outbox import Outbox, OutboxError
+from firmware_host.device.outbox import Outbox
 
 
 def test_messages_come_back_in_order_until_marked_sent(tmp_path: Path) -> None:
@@ -67,8 +67,3 @@ def test_sent_messages_are_pruned_after_the_retention(tmp_path: Path) -> None:
         assert outbox.counts().sent == 0 and outbox.counts().unsent == 1
 
 
-def test_a_file_that_is_not_an_outbox_is_refused_with_what_to_do(tmp_path: Path) -> None:
-    path = tmp_path / "outbox.db"
-    path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(OutboxError, match="--outbox"):
-        Outbox(path)
