@@ -243,7 +243,10 @@ def test_a_damaged_segment_in_the_middle_reads_as_a_gap(tmp_path: Path) -> None:
     back = np.concatenate(list(night.blocks(4096)))
     assert back.shape == volts.shape
     kept = np.flatnonzero(~np.isnan(back[1000:2000, 0]))
-    assert len(kept) < 1000 and np.isnan(back[1000 + (kept.max() + 1 if len(kept) else 0) : 2000]).all()
+    assert (
+        len(kept) < 1000
+        and np.isnan(back[1000 + (kept.max() + 1 if len(kept) else 0) : 2000]).all()
+    )
     assert np.array_equal(back[:1000], volts[:1000], equal_nan=True)
     assert np.array_equal(back[2000:], volts[2000:], equal_nan=True)
     assert any("samples-000001.cwz" in w for w in night.warnings)

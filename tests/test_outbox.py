@@ -65,5 +65,3 @@ def test_sent_messages_are_pruned_after_the_retention(tmp_path: Path) -> None:
         assert outbox.prune() == 0
         assert outbox.prune(now=time.time() + 61) == 1
         assert outbox.counts().sent == 0 and outbox.counts().unsent == 1
-
-

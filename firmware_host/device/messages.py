@@ -47,7 +47,9 @@ def marker_payload(device: str, wall: str, at_s: float, source: str) -> bytes:
     )
 
 
-NIGHT_TURNS_AT_HOUR = 12  # a night runs 18:00-12:00 local time (DESIGN.md): its count starts at noon
+NIGHT_TURNS_AT_HOUR = (
+    12  # a night runs 18:00-12:00 local time (DESIGN.md): its count starts at noon
+)
 
 
 def night_of(moment: datetime, tz: tzinfo | None = None) -> date:

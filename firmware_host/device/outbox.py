@@ -17,6 +17,7 @@ disk problem raises out of the outbox: `status()` says where the messages are an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -252,12 +253,8 @@ class Outbox:
                     len(self._memory),
                     self.problem,
                 )
-            if self._db is not None:
-                try:
-                    self._db.close()
-                except sqlite3.Error:
-                    pass
-                self._db = None
+            self._close_quietly(self._db)
+            self._db = None
 
     def __enter__(self) -> Outbox:
         return self
@@ -360,9 +357,7 @@ class Outbox:
     def _write_back(self) -> None:
         assert self._db is not None
         for key in {m.coalesce_key for m in self._memory.values() if m.coalesce_key}:
-            self._db.execute(
-                "DELETE FROM message WHERE coalesce_key = ? AND sent IS NULL", (key,)
-            )
+            self._db.execute("DELETE FROM message WHERE coalesce_key = ? AND sent IS NULL", (key,))
         for message in self._memory.values():
             self._insert(message)
         now = time.time()
@@ -526,10 +521,8 @@ class Outbox:
     @staticmethod
     def _close_quietly(db: sqlite3.Connection | None) -> None:
         if db is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 db.close()
-            except sqlite3.Error:
-                pass
 
 
 def _is_damage(error: sqlite3.Error) -> bool:

@@ -53,7 +53,7 @@ def encode(first_sample: int, values: np.ndarray) -> bytes:
     """One record for `values` (n, channels), float64 with NaN: as codes when they are all whole
     numbers within int16, else as float32."""
     values = np.asarray(values, dtype=np.float64)
-    n, channels = values.shape
+    n = len(values)
     missing = np.isnan(values)
     present = values[~missing]
     if len(present) == 0 or _are_codes(present):
@@ -69,7 +69,7 @@ def _are_codes(present: np.ndarray) -> bool:
 
 
 def _encode_codes(first_sample: int, values: np.ndarray, missing: np.ndarray) -> bytes:
-    n, channels = values.shape
+    n = len(values)
     held = _hold_previous(values, missing).astype(np.int32).T  # (channels, n)
     steps = np.diff(held, axis=1, prepend=0)
     escaped = (steps <= ESCAPE) | (steps > 127)
@@ -182,8 +182,10 @@ def _parse(buffer: bytearray, channels: int, problems: list[str]) -> Iterator[Re
     """Take every complete record off the front of `buffer`."""
     while len(buffer) >= HEADER.size:
         kind, flags, first, n, escapes = HEADER.unpack_from(buffer)
-        if kind not in (KIND_CODES, KIND_FLOAT) or not 0 < n <= MAX_RECORD_FRAMES or (
-            escapes > n * channels
+        if (
+            kind not in (KIND_CODES, KIND_FLOAT)
+            or not 0 < n <= MAX_RECORD_FRAMES
+            or (escapes > n * channels)
         ):
             problems.append("holds an impossible record (damage); the rest of it reads as missing")
             buffer.clear()
@@ -196,7 +198,9 @@ def _parse(buffer: bytearray, channels: int, problems: list[str]) -> Iterator[Re
         try:
             values = decode(kind, flags, n, escapes, channels, body)
         except (RecordError, ValueError) as error:
-            problems.append(f"holds an impossible record ({error}); the rest of it reads as missing")
+            problems.append(
+                f"holds an impossible record ({error}); the rest of it reads as missing"
+            )
             buffer.clear()
             return
         yield Record(first, values)
