@@ -96,7 +96,8 @@ class Outbox:
         self._leave_alone = False
         self.problem: str | None = None
         self._retry_at = 0.0
-        self._reminded_at = 0.0
+        self._reminded_at: float | None = None  # when the disk problem was last said loudly
+        self._episode_loud = True
         self.epoch = 0  # bumped when older unsent messages become readable (a late disk)
         self.written_back = 0
         with self._lock:
@@ -139,7 +140,7 @@ class Outbox:
                         self._enforce_disk_limit()
                     return message.id
                 except sqlite3.Error as error:
-                    self._degrade(error, f"storing a {kind} message")
+                    self._degrade(error, f"storing a message ({kind})")
             self._hold(message)
             return message.id
 
@@ -272,6 +273,9 @@ class Outbox:
             db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # A small write-ahead log: checkpoint every 200 pages, and give the space back.
+            db.execute("PRAGMA wal_autocheckpoint=200")
+            db.execute("PRAGMA journal_size_limit=1048576")
             self._create_or_check(db)
             (largest,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
         except _NewerSchema as error:
@@ -345,7 +349,8 @@ class Outbox:
         self._memory_size = 0
         self._sent_unrecorded.clear()
         self._dropped_unrecorded = 0
-        log.warning(
+        log.log(
+            logging.WARNING if self._episode_loud else logging.INFO,
             "outbox: the disk works again (%s); %d held message(s) written back to %s",
             self.problem,
             held,
@@ -367,6 +372,7 @@ class Outbox:
         )
         if self._dropped_unrecorded:
             self._bump("dropped", self._dropped_unrecorded)
+        self._bump("disk_recovered", 1)  # a real write, even with nothing held
         self._enforce_disk_limit()
 
     def _move_aside(self) -> bool:
@@ -485,6 +491,10 @@ class Outbox:
         self.problem = self._describe(error, doing)
         self._retry_at = self._clock() + self.retry_s
         if first:
+            self._episode_loud = self._loud()
+        if first and not self._episode_loud:
+            log.info("outbox: the disk failed again (%s); holding messages in memory", error)
+        elif first:
             self._reminded_at = self._clock()
             log.error(
                 "outbox: %s; holding messages in memory (at most %d KB) and sending them from "
@@ -504,10 +514,14 @@ class Outbox:
             self.memory_bytes // 1024,
         )
 
+    def _loud(self) -> bool:
+        """A disk that fails and recovers again and again is said loudly once per reminder
+        period, then quietly (info) until the period has passed."""
+        return self._reminded_at is None or self._clock() - self._reminded_at >= _REMIND_S
+
     def _remind(self) -> None:
-        now = self._clock()
-        if now - self._reminded_at >= _REMIND_S:
-            self._reminded_at = now
+        if self._loud():
+            self._reminded_at = self._clock()
             log.error(
                 "outbox: still no usable disk (%s); %d message(s) held in memory, %d dropped",
                 self.problem,
