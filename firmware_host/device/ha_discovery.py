@@ -97,7 +97,11 @@ def _channel_entities(topics: Topics, channel: str) -> list[tuple[str, str, dict
                 "payload_on": "ON",
                 "payload_off": "OFF",
                 "json_attributes_topic": topics.state,
-                "json_attributes_template": f"{{{{ {this} | tojson }}}}",
+                # Not `state`: Home Assistant drops attributes of that name.
+                "json_attributes_template": (
+                    f"{{% set c = {this} %}}"
+                    "{{ {'channel_state': c.state, 'since': c.since, 'good_s': c.good_s} | tojson }}"
+                ),
                 "icon": "mdi:human-handsdown",
             },
         ),
