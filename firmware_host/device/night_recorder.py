@@ -72,6 +72,7 @@ _SEGMENT_RE_V1 = re.compile(r"samples-(\d{6})\.f32")
 _READ_FRAMES = 1 << 16
 _UNIT_VOLTS = {"V": 1.0, "mV": 1e-3, "uV": 1e-6}
 STATE_RECORDING, STATE_PAUSED, STATE_CLOSED = "recording", "paused", "closed"
+_REMIND_S = 600.0  # a disk that keeps failing is said loudly at most this often (of signal)
 
 
 class NightError(ValueError):
@@ -165,6 +166,8 @@ class NightRecorder(ClosedOnExit):
         self._writer = EventWriter(self._sink, "jsonl")  # type: ignore[arg-type]
         self.problem: str | None = None
         self._retry_at = 0
+        self._loud_at: int | None = None  # sample at which a pause was last logged as an error
+        self._episode_loud = True
         self._closed = False
         if (self.directory / METADATA_FILE).exists():
             raise NightError(
@@ -332,7 +335,8 @@ class NightRecorder(ClosedOnExit):
         self._segment = segment
         self._segments.append({"index": index, "first_sample": first, "n_samples": None})
         if self.problem is not None:
-            log.warning(
+            log.log(
+                logging.WARNING if self._episode_loud else logging.INFO,
                 "night recording resumed at %.0f s in %s (%.0f s of signal not recorded so far)",
                 first / self.fs,
                 _SEGMENT_NAME.format(index),
@@ -362,13 +366,19 @@ class NightRecorder(ClosedOnExit):
         self._retry_at = self.n_samples + self._retry_frames
         if self._segment is not None:
             self._finish_segment()
-        if first_time:
-            log.error(
-                "night recording paused: %s; detection and MQTT go on, the recording is tried "
-                "again every %.0f s of signal",
-                reason,
-                self._retry_frames / self.fs,
-            )
+        if not first_time:
+            return
+        remind = round(_REMIND_S * self.fs)
+        self._episode_loud = self._loud_at is None or self.n_samples - self._loud_at >= remind
+        if self._episode_loud:
+            self._loud_at = self.n_samples
+        log.log(
+            logging.ERROR if self._episode_loud else logging.INFO,
+            "night recording paused: %s; detection and MQTT go on, the recording is tried "
+            "again every %.0f s of signal",
+            reason,
+            self._retry_frames / self.fs,
+        )
 
     def _room(self, n_bytes: int) -> bool:
         if self.budget is None:

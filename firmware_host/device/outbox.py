@@ -273,9 +273,9 @@ class Outbox:
             db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            # A small write-ahead log: checkpoint every 200 pages, and give the space back.
-            db.execute("PRAGMA wal_autocheckpoint=200")
-            db.execute("PRAGMA journal_size_limit=1048576")
+            # A small write-ahead log: checkpoint every 64 pages, and give the space back.
+            db.execute("PRAGMA wal_autocheckpoint=64")
+            db.execute("PRAGMA journal_size_limit=262144")
             self._create_or_check(db)
             (largest,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM message").fetchone()
         except _NewerSchema as error:
