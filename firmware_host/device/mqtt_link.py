@@ -9,7 +9,9 @@ clean stop. Envelope summaries are QoS 0, sent only while connected, with a mess
 Home Assistant's `online` on its status topic asks for discovery again. Requests are only counted
 where they arrive (paho's network thread); the sender thread re-sends at most once every
 `discovery_interval_s`: the first request at once, any that come during the interval coalesced into
-one re-send at its end. A flood of them costs a counter increment each, never memory. The sender
+one re-send at its end. A flood of them costs a counter increment each, never memory, and more
+than `BIRTH_FLOOD` in one interval makes the link stop listening to the topic until the interval
+ends (the broker then stops sending them; the last request is still honoured). The sender
 thread also lets the outbox try a failed disk again (`Outbox.maintain`), off the detection loop.
 """
 
@@ -32,6 +34,7 @@ from messaging.broker import BrokerSettings
 from messaging.topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger("crampwatch.mqtt")
+BIRTH_FLOOD = 20  # Home Assistant announces itself once per start, not dozens of times a minute
 
 
 class MqttLink:
@@ -57,6 +60,9 @@ class MqttLink:
         self.discovery_resends = 0  # re-sends they caused (rate-limited)
         self._discovery_wanted = False
         self._discovery_next_at = 0.0
+        self._births_in_window = 0
+        self._birth_window_ends = 0.0
+        self._listen_again_at: float | None = None  # not subscribed to the birth topic until
         self._outbox_epoch = outbox.epoch
         self.envelope_expiry_s = envelope_expiry_s
         self.max_in_flight = max_in_flight
@@ -179,7 +185,7 @@ class MqttLink:
         if self.discovery is not None:
             self._publish_discovery()
             self._discovery_next_at = time.monotonic() + self.discovery_interval_s
-            if self.discovery_birth_topic:
+            if self.discovery_birth_topic and self._listen_again_at is None:
                 client.subscribe(self.discovery_birth_topic, qos=0)
         with self._wake:
             self._in_flight.clear()
@@ -230,7 +236,34 @@ class MqttLink:
             with self._wake:
                 self.discovery_requests += 1
                 self._discovery_wanted = True
+                self._count_birth(client)
                 self._wake.notify_all()
+
+    def _count_birth(self, client: mqtt.Client) -> None:
+        """Called with `_wake` held: a flood of births stops the subscription for a while."""
+        now = time.monotonic()
+        if now >= self._birth_window_ends:
+            self._births_in_window, self._birth_window_ends = 0, now + self.discovery_interval_s
+        self._births_in_window += 1
+        if self._births_in_window == BIRTH_FLOOD + 1 and self._listen_again_at is None:
+            self._listen_again_at = self._birth_window_ends
+            client.unsubscribe(self.discovery_birth_topic)
+            log.warning(
+                "%s is flooded (more than %d messages in %g s): not listening to it for a while; "
+                "discovery is sent again at most once every %g s",
+                self.discovery_birth_topic,
+                BIRTH_FLOOD,
+                self.discovery_interval_s,
+                self.discovery_interval_s,
+            )
+
+    def _listen_again(self) -> None:
+        """Called with `_wake` held, on the sender thread: subscribe to the birth topic again."""
+        if self._listen_again_at is None or time.monotonic() < self._listen_again_at:
+            return
+        self._listen_again_at = None
+        if self.connected.is_set() and self.discovery_birth_topic:
+            self.client.subscribe(self.discovery_birth_topic, qos=0)
 
     def _publish_discovery(self) -> None:
         assert self.discovery is not None
@@ -263,9 +296,11 @@ class MqttLink:
         while True:
             with self._wake:
                 self._look_after_outbox()
+                self._listen_again()
                 while not (self._stopping or self._can_send() or self._discovery_due()):
                     self._wake.wait(timeout=self._wait_s())
                     self._look_after_outbox()
+                    self._listen_again()
                 if self._stopping:
                     return
                 room = self.max_in_flight - len(self._in_flight)
