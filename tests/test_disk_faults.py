@@ -91,6 +91,7 @@ def test_a_full_disk_under_outbox_and_recording_loses_no_event_and_the_night_end
     collector.close()
 
 
+@pytest.mark.slow
 def test_when_space_returns_mid_night_the_outbox_goes_back_to_disk(
     night: Path, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -101,7 +102,7 @@ def test_when_space_returns_mid_night_the_outbox_goes_back_to_disk(
         outbox = disk.path / "outbox.db"
         Outbox(outbox).close()
         disk.fill()
-        args = run_args(night, mosquitto.address, outbox, out, "--speed", "80", "--no-record",
+        args = run_args(night, mosquitto.address, outbox, out, "--speed", "160", "--no-record",
                         "--config", str(config))  # fmt: skip
         daemon = subprocess.Popen(
             [sys.executable, "-m", "firmware_host.cli", *args], cwd=ROOT,

@@ -223,28 +223,6 @@ def test_templates_render_what_the_entities_expect() -> None:
     assert render(items["left_calf_envelope"]["value_template"], live) == "4.25"
 
 
-def test_tonights_count_starts_again_at_noon_local_time() -> None:
-    start = datetime(2026, 11, 21, 21, 0, tzinfo=UTC)  # 22:00 in UTC+1
-    tz = timedelta(hours=1)
-    from datetime import timezone
-
-    plus_one = timezone(tz)
-    states = ChannelStates("bedroom", ("a",), start, tz=plus_one)
-    states.change("a", "cramp", 3600.0)  # 23:00 local
-    states.change("a", "idle", 3700.0)
-    states.change("a", "cramp", 9 * 3600.0)  # 07:00 local, same night
-    states.change("a", "idle", 9 * 3600.0 + 60)
-    payload = json.loads(states.payload(10 * 3600.0))
-    assert (payload["night"], payload["cramps_tonight"]) == ("2026-11-21", 2)
-    assert json.loads(states.payload(15 * 3600.0 + 1))["cramps_tonight"] == 0  # 12:00 local
-    states.change("a", "cramp", 16 * 3600.0)
-    payload = json.loads(states.payload(16 * 3600.0 + 30))
-    assert (payload["night"], payload["cramps_tonight"]) == ("2026-11-22", 1)
-    assert (
-        night_of(datetime(2026, 11, 22, 10, 59, tzinfo=UTC), plus_one).isoformat() == "2026-11-21"
-    )
-
-
 def test_home_assistant_announces_itself_on_its_status_topic() -> None:
     assert birth_topic() == "homeassistant/status"
 

@@ -313,7 +313,10 @@ class NightRecorder(ClosedOnExit):
                 return None
             self._retry_at = self.n_samples + self._retry_frames
         if self.budget is not None:
-            self.budget.enforce(self.directory, self.bytes_written)
+            try:
+                self.budget.enforce(self.directory, self.bytes_written)
+            except OSError as error:
+                log.error("night recording: cannot apply the recording budget: %s", error)
         if not self._room(4096):
             self._pause(self._no_room_text())
             return None
