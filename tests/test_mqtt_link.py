@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from firmware_host.device.ha_discovery import birth_topic, discovery_messages
-from firmware_host.device.mqtt_link import MqttLink
+from firmware_host.device.mqtt_link import BIRTH_FLOOD, MqttLink
 from firmware_host.device.outbox import Outbox
 from messaging.broker import BrokerSettings, parse_broker
 from messaging.topics import Topics
@@ -113,24 +115,75 @@ def test_an_unreachable_broker_at_start_is_retried_and_logged_not_fatal(
             broker.stop()
 
 
+def _discovery_link(port: int, outbox: Outbox, interval_s: float) -> MqttLink:
+    topics = Topics("bedroom")
+    return _link(
+        port,
+        outbox,
+        discovery=lambda: discovery_messages(topics, ("left_calf",)),
+        discovery_birth_topic=birth_topic(),
+        discovery_interval_s=interval_s,
+    )
+
+
 def test_discovery_is_published_retained_and_again_when_home_assistant_comes_online(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    topics = Topics("bedroom")
-    collector = Collector(mosquitto, "homeassistant/#")
+    collector = Collector(mosquitto, "homeassistant/+/+/+/config")
+    per_send = len(discovery_messages(Topics("bedroom"), ("left_calf",)))
     with Outbox(tmp_path / "outbox.db") as outbox:
-        link = _link(
-            mosquitto.port,
-            outbox,
-            discovery=lambda: discovery_messages(topics, ("left_calf",)),
-            discovery_birth_topic=birth_topic(),
-        )
+        link = _discovery_link(mosquitto.port, outbox, interval_s=0.2)
         link.start()
         assert link.connected.wait(10)
-        configs = lambda: [t for t, _, _ in collector.messages if t.endswith("/config")]  # noqa: E731
-        assert collector.wait_for(lambda: len(configs()) == 4)
+        assert collector.wait_for(lambda: len(collector.messages) == per_send)
         collector.client.publish("homeassistant/status", "online", qos=1)
-        assert collector.wait_for(lambda: len(configs()) == 8)
+        assert collector.wait_for(lambda: len(collector.messages) == 2 * per_send)
+        assert (link.discovery_requests, link.discovery_resends) == (1, 1)
+        link.stop()
+    collector.close()
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_a_flood_of_birth_messages_is_coalesced_into_few_resends_in_bounded_memory(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """30,000 `online` messages (the attack of issue 10) through a real broker."""
+    collector = Collector(mosquitto, "homeassistant/+/+/+/config")
+    per_send = len(discovery_messages(Topics("bedroom"), ("left_calf",)))
+    flood = 30_000
+    with Outbox(tmp_path / "outbox.db") as outbox, caplog.at_level(logging.INFO):
+        link = _discovery_link(mosquitto.port, outbox, interval_s=2.0)
+        link.start()
+        assert link.connected.wait(10)
+        assert collector.wait_for(lambda: len(collector.messages) == per_send)
+        before = _rss_kb()
+        started = time.monotonic()
+        subprocess.run(
+            ["mosquitto_pub", "-p", str(mosquitto.port), "-t", "homeassistant/status", "-l"],
+            input=("online\n" * flood).encode(), check=True, timeout=60,
+        )  # fmt: skip
+        time.sleep(2.5)  # past the interval: the last request gets its re-send
+        elapsed = time.monotonic() - started
+        grown_kb = _rss_kb() - before
+        # The device stopped listening: the broker kept the rest of the flood to itself.
+        assert BIRTH_FLOOD < link.discovery_requests < flood // 2
+        resends = link.discovery_resends
+        assert 1 <= resends <= 2 + elapsed / 2.0
+        assert collector.wait_for(lambda: len(collector.messages) == per_send * (1 + resends))
+        assert grown_kb < 20_000, f"grew {grown_kb} KB"
+        assert "is flooded" in caplog.text
+        # It listens again after the interval: a lone announcement is answered.
+        time.sleep(1.0)
+        asked = link.discovery_requests
+        collector.client.publish("homeassistant/status", "online", qos=1)
+        assert collector.wait_for(lambda: link.discovery_requests == asked + 1, 10)
+        assert collector.wait_for(lambda: link.discovery_resends == resends + 1, 10)
         link.stop()
     collector.close()
 

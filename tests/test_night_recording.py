@@ -125,8 +125,8 @@ def test_recorded_samples_read_back_as_written_over_any_block_split(
 def test_rotation_makes_segments_that_read_back_seamlessly(tmp_path: Path) -> None:
     volts = random_codes(10_000, 1)
     record(tmp_path / "night", volts, block=777, segment_s=1.5)
-    files = sorted(p.name for p in (tmp_path / "night").glob("samples-*.f32"))
-    assert files == [f"samples-{i:06d}.f32" for i in range(7)]
+    files = sorted(p.name for p in (tmp_path / "night").glob("samples-*"))
+    assert files == [f"samples-{i:06d}.cwz" for i in range(7)]
     meta = json.loads((tmp_path / "night" / METADATA_FILE).read_text())
     assert [s["first_sample"] for s in meta["segments"]] == [i * 1500 for i in range(7)]
     assert meta["complete"] and meta["n_samples"] == 10_000
@@ -213,16 +213,16 @@ def test_a_recorder_killed_with_sigkill_leaves_a_readable_night(tmp_path: Path) 
     assert [m["source"] for m in night.markers()] == ["button"]
 
 
-def test_a_torn_frame_and_a_stale_segment_list_are_recovered(tmp_path: Path) -> None:
+def test_a_torn_record_and_a_stale_segment_list_are_recovered(tmp_path: Path) -> None:
     night_dir = tmp_path / "night"
     volts = random_codes(5000, 4)
     with recorder(night_dir, segment_s=2.0) as night:
         night.write(volts[:100])
-        stale = (night_dir / METADATA_FILE).read_bytes()  # lists segment 0 only, not complete
+        stale = (night_dir / METADATA_FILE).read_bytes()  # lists no segment, not complete
         night.write(volts[100:])
     (night_dir / METADATA_FILE).write_bytes(stale)
-    with (night_dir / "samples-000002.f32").open("ab") as handle:
-        handle.write(b"\x01\x02\x03")  # a frame cut short by the kill
+    with (night_dir / "samples-000002.cwz").open("ab") as handle:
+        handle.write(b"\x01\x02\x03")  # a record cut short by the kill
     with (night_dir / "events.jsonl").open("a") as handle:
         handle.write('{"type": "marker", "sou')
     night = open_night(night_dir)
@@ -230,19 +230,65 @@ def test_a_torn_frame_and_a_stale_segment_list_are_recovered(tmp_path: Path) -> 
     assert np.array_equal(read_all(night_dir), volts, equal_nan=True)
     assert list(night.records())[-1]["type"] == "summary"
     text = " ".join(night.warnings)
-    assert "recovered 2 segment" in text and "partial frame" in text and "torn" in text
+    assert "recovered 3 segment" in text and "cut short" in text and "torn" in text
 
 
-def test_a_short_segment_in_the_middle_reads_as_a_gap(tmp_path: Path) -> None:
+def test_a_damaged_segment_in_the_middle_reads_as_a_gap(tmp_path: Path) -> None:
     night_dir = tmp_path / "night"
     volts = random_codes(3000, 5)
     record(night_dir, volts, segment_s=1.0)
-    path = night_dir / "samples-000001.f32"
-    path.write_bytes(path.read_bytes()[: 600 * 8])
-    back = read_all(night_dir)
+    path = night_dir / "samples-000001.cwz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    night = open_night(night_dir)
+    back = np.concatenate(list(night.blocks(4096)))
     assert back.shape == volts.shape
-    assert np.isnan(back[1600:2000]).all()
+    kept = np.flatnonzero(~np.isnan(back[1000:2000, 0]))
+    assert (
+        len(kept) < 1000
+        and np.isnan(back[1000 + (kept.max() + 1 if len(kept) else 0) : 2000]).all()
+    )
+    assert np.array_equal(back[:1000], volts[:1000], equal_nan=True)
     assert np.array_equal(back[2000:], volts[2000:], equal_nan=True)
+    assert any("samples-000001.cwz" in w for w in night.warnings)
+
+
+def write_v1_night(directory: Path, volts: np.ndarray, segment_samples: int) -> None:
+    """A night as the first recorder format wrote it: float32 code frames in .f32 segments."""
+    directory.mkdir()
+    codes = np.where(np.isnan(volts), np.nan, np.rint(volts / MCP_LSB)).astype("<f4")
+    segments = []
+    for index, first in enumerate(range(0, len(codes), segment_samples)):
+        name = f"samples-{index:06d}.f32"
+        (directory / name).write_bytes(codes[first : first + segment_samples].tobytes())
+        segments.append({"file": name, "first_sample": first})
+    meta = {
+        "format": "crampwatch.night/1", "software": "crampwatch 0.1.0", "device": "bedside",
+        "started": STARTED.isoformat(), "fs": 1000.0, "channels": list(CHANNELS),
+        "scaling": {"units": "V", "gain": FRONT_END.gain, "offset_v": FRONT_END.offset_v,
+                    "rails": [0.0, 3.3 - MCP_LSB]},
+        "lsb_v": MCP_LSB, "samples": {"dtype": "float32-le", "step": 1.0 * MCP_LSB, "frame_bytes": 8},
+        "segment_samples": segment_samples, "segments": segments[:1], "complete": False,
+        "n_samples": None,
+    }  # fmt: skip
+    (directory / METADATA_FILE).write_text(json.dumps(meta))
+    (directory / "events.jsonl").write_text('{"type": "marker", "source": "button", "at_s": 1.0}\n')
+
+
+def test_nights_recorded_in_the_first_format_still_read_and_export(tmp_path: Path) -> None:
+    volts = random_codes(5000, 12)
+    write_v1_night(tmp_path / "old", volts, segment_samples=2000)
+    with (tmp_path / "old" / "samples-000002.f32").open("ab") as handle:
+        handle.write(b"\x01\x02\x03")  # a frame cut short by a kill
+    night = open_night(tmp_path / "old")
+    assert night.info.format == "crampwatch.night/1" and night.info.n_samples == 5000
+    assert np.array_equal(read_all(tmp_path / "old"), volts, equal_nan=True)
+    text = " ".join(night.warnings)
+    assert "recovered 2 segment" in text and "partial frame" in text
+    assert main(["export", str(tmp_path / "old"), "--edf", str(tmp_path / "old.edf")]) == 0
+    edf = edfio.read_edf(tmp_path / "old.edf")
+    present = ~np.isnan(volts[:, 0])
+    expected = FRONT_END.microvolts(volts[:, 0])
+    assert np.allclose(edf.signals[0].data[:5000][present], expected[present], atol=1e-9)
 
 
 # --- EDF+ export ------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from firmware_host.device.daemon_config import (
     load_config,
     resolve,
 )
-from firmware_host.device.outbox import OutboxError
 from firmware_host.event_output import OUTPUT_FORMATS
 from hardware.acquisition import AcquisitionError
 from hardware.recordings import RecordingError
@@ -115,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
         CalibrationFileError,
         RecordingError,
         AcquisitionError,
-        OutboxError,
         ValueError,
         OSError,
     ) as error:

@@ -24,7 +24,7 @@ from dsp.events import (
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.device import live_sources
 from firmware_host.device.device_panel import DevicePanel
-from firmware_host.device.ha_discovery import birth_topic, discovery_messages
+from firmware_host.device.ha_discovery import DeviceInfo, birth_topic, discovery_messages
 from firmware_host.device.messages import (
     ChannelStates,
     EnvelopeSummary,
@@ -33,6 +33,7 @@ from firmware_host.device.messages import (
     quality_payload,
 )
 from firmware_host.device.mqtt_link import MqttLink
+from firmware_host.device.night_budget import MB, RecordingBudget
 from firmware_host.device.night_recorder import NightRecorder, night_directory
 from firmware_host.device.outbox import Outbox
 from firmware_host.event_output import EventWriter, atomic_text_output, event_line
@@ -50,14 +51,17 @@ class Publisher:
 
     def __init__(
         self, link: MqttLink, config: PipelineConfig, hop_s: float, started: datetime,
-        envelope_interval_s: float,
+        envelope_interval_s: float, storage: Callable[[], dict[str, Any]] | None = None,
+        storage_key: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:  # fmt: skip
         self.link, self.outbox, self.topics = link, link.outbox, link.topics
         self.started = started
-        self.states = ChannelStates(config.device, config.channels, started)
+        self.states = ChannelStates(config.device, config.channels, started, storage=storage)
         self.envelope = EnvelopeSummary(
             config.device, config.channels, hop_s, started, envelope_interval_s
         )
+        self._storage_key = storage_key or (lambda: ())
+        self._storage_seen = self._storage_key()
         self._state_at_s = 0.0
         self._put_state(0.0)
 
@@ -66,11 +70,16 @@ class Publisher:
             if isinstance(record, Event):
                 self.outbox.put(self.topics.event, event_payload(record), kind="event")
             elif isinstance(record, QualityChange):
+                self.states.quality(record.channel, record.problems)
                 payload = quality_payload(record, self.topics.device, self.started)
                 self.outbox.put(self.topics.quality, payload, kind="quality")
             elif isinstance(record, StateChange):
                 self.states.change(record.channel, record.state, record.at_s)
-        if output.state_changes or elapsed_s - self._state_at_s >= STATE_REFRESH_S:
+        self.states.add_envelope(output.envelope)
+        storage_now = self._storage_key()
+        changed = storage_now != self._storage_seen  # a disk failed or came back: say so now
+        self._storage_seen = storage_now
+        if output.state_changes or changed or elapsed_s - self._state_at_s >= STATE_REFRESH_S:
             self._put_state(elapsed_s)
         if output.records:
             self.link.kick()
@@ -152,35 +161,55 @@ class Daemon:
             stream = stack.enter_context(atomic_text_output(Path(args.out)))
             outputs.writer = EventWriter(stream, args.fmt)
         if args.record:
-            directory = night_directory(Path(args.recording_dir).expanduser(), started,
-                                        config.device)  # fmt: skip
-            outputs.recorder = stack.enter_context(
-                NightRecorder.for_config(
-                    directory,
-                    config,
-                    started=started,
-                    lsb_v=live.lsb_v,
-                    segment_s=args.segment_minutes * 60.0,
-                )
-            )
-            log.info("recording the night to %s", directory)
+            outputs.recorder = stack.enter_context(self._open_recorder(live, config, started))
+            outputs.recording_on = True
         if args.mqtt:
-            outputs.publisher = self._open_publisher(stack, config, pipeline, started)
+            outputs.publisher = self._open_publisher(stack, live, config, pipeline, started,
+                                                     outputs)  # fmt: skip
         return outputs
 
+    def _open_recorder(
+        self, live: live_sources.Live, config: PipelineConfig, started: datetime
+    ) -> NightRecorder:
+        args = self.args
+        root = Path(args.recording_dir).expanduser()
+        budget = RecordingBudget(
+            root,
+            max_bytes=round(args.recording_max_mb * MB),
+            max_nights=args.recording_max_nights,
+            min_free_bytes=round(args.recording_min_free_mb * MB),
+        )
+        directory = night_directory(root, started, config.device)
+        recorder = NightRecorder.for_config(
+            directory, config, started=started, lsb_v=live.lsb_v,
+            segment_s=args.segment_minutes * 60.0, budget=budget,
+        )  # fmt: skip
+        status = recorder.status()
+        log.info(
+            "recording the night to %s (%s nights kept, %.0f MB; %s MB free; limits: %s)",
+            directory, status["nights"], status["nights_mb"], status["free_mb"],
+            budget.describe_limits(),
+        )  # fmt: skip
+        return recorder
+
     def _open_publisher(
-        self, stack: ExitStack, config: PipelineConfig, pipeline: Pipeline, started: datetime
-    ) -> Publisher:
+        self, stack: ExitStack, live: live_sources.Live, config: PipelineConfig,
+        pipeline: Pipeline, started: datetime, outputs: Outputs,
+    ) -> Publisher:  # fmt: skip
         args = self.args
         outbox = stack.enter_context(
             Outbox(
                 Path(args.outbox).expanduser(),
                 max_unsent=args.max_unsent,
                 keep_sent_s=args.keep_sent_days * 86400.0,
+                memory_bytes=round(args.outbox_memory_mb * MB),
+                retry_s=args.outbox_retry_s,
             )
         )
+        outputs.outbox = outbox
         outbox.prune()
         topics = Topics(config.device, args.topic_prefix)
+        device = DeviceInfo(hardware_text(args, live), args.dashboard_url)
         host, port = parse_broker(args.broker)
         link = MqttLink(
             BrokerSettings(
@@ -198,17 +227,35 @@ class Daemon:
             topics,
             outbox,
             discovery=(
-                (lambda: discovery_messages(topics, config.channels, args.discovery_prefix))
+                (lambda: discovery_messages(topics, config.channels, args.discovery_prefix, device))
                 if args.discovery
                 else None
             ),
             discovery_birth_topic=birth_topic(args.discovery_prefix) if args.discovery else None,
             envelope_expiry_s=args.envelope_expiry_s,
+            discovery_interval_s=args.discovery_interval_s,
         )
         link.start()
         stack.callback(link.stop)
         hop_s = pipeline.hop / config.fs
-        return Publisher(link, config, hop_s, started, args.envelope_interval_s)
+        return Publisher(
+            link, config, hop_s, started, args.envelope_interval_s,
+            storage=outputs.storage_status, storage_key=outputs.storage_key,
+        )  # fmt: skip
+
+
+def hardware_text(args: argparse.Namespace, live: live_sources.Live) -> str:
+    """The converter and front end, for Home Assistant's device page."""
+    chip = args.sim if args.source == "simulated" else args.source
+    if chip == "mcp3008":
+        text = "MCP3008 10-bit"
+    elif chip == "ads1115":
+        text = f"ADS1115 16-bit, PGA {args.pga:g} V"
+    else:
+        return f"recording playback ({Path(args.play).name})"
+    prefix = "simulated " if args.source == "simulated" else ""
+    gain = live.front_end.gain if live.front_end is not None else args.front_end_gain
+    return f"{prefix}{text}, front-end gain {gain:g}"
 
 
 @dataclass
@@ -222,7 +269,34 @@ class Outputs:
     writer: EventWriter | None = None
     recorder: NightRecorder | None = None
     publisher: Publisher | None = None
+    outbox: Outbox | None = None
+    recording_on: bool = False
+    recording_error: str | None = None
     lost: set[str] = field(default_factory=set)
+
+    def storage_key(self) -> tuple[str, ...]:
+        """Cheap: where the outbox keeps messages and whether the recording runs."""
+        return (
+            self.outbox.storage if self.outbox is not None else "-",
+            self.recorder.state if self.recorder is not None else self._recording_state(),
+        )
+
+    def storage_status(self) -> dict[str, Any]:
+        """The state message's `storage` block."""
+        status: dict[str, Any] = {}
+        if self.outbox is not None:
+            status["outbox"] = self.outbox.status()
+        if self.recorder is not None:
+            status["recording"] = self.recorder.status()
+        else:
+            status["recording"] = {
+                "state": self._recording_state(),
+                "problem": self.recording_error,
+            }
+        return status
+
+    def _recording_state(self) -> str:
+        return "stopped" if self.recording_on else "off"
 
     def handle(self, output: PipelineOutput, samples: Any, elapsed_s: float) -> None:
         if samples is not None:
@@ -238,10 +312,34 @@ class Outputs:
                 self._marker(marker)
 
     def finish(self, summary: dict[str, Any], elapsed_s: float) -> None:
+        if self.recorder is not None:
+            self._recording(lambda recorder: recorder.flush())
         if self.publisher is not None:
             self.publisher.close_session(elapsed_s)
         if self.writer is not None:
             self.writer.summary(summary)
+        self._log_storage()
+
+    def _log_storage(self) -> None:
+        """The night's disk problems, as errors (the exit status stays 0: the night ran)."""
+        if self.recorder is not None:
+            status = self.recorder.status()
+            if status["lost_s"] or self.recorder.lost_lines:
+                log.error(
+                    "night recording: %.0f s of signal and %d event line(s) were not recorded "
+                    "(%s)", status["lost_s"], self.recorder.lost_lines,
+                    status["problem"] or "the disk was full or failing",
+                )  # fmt: skip
+        elif self.recording_error is not None:
+            log.error("night recording stopped during the night: %s", self.recording_error)
+        if self.outbox is not None:
+            status = self.outbox.status()
+            if status["problem"] or status["dropped_this_session"]:
+                log.error(
+                    "outbox: %s; %d message(s) dropped this session", status["problem"]
+                    or "its disk failed during the night (it works again)",
+                    status["dropped_this_session"],
+                )  # fmt: skip
 
     def _record(self, record: Event | StateChange | QualityChange) -> None:
         if isinstance(record, Event):
@@ -287,4 +385,5 @@ class Outputs:
             write(self.recorder)
         except OSError as error:
             log.error("night recording stopped: %s; detection and MQTT go on", error)
+            self.recording_error = str(error)
             self.recorder = None

@@ -61,6 +61,12 @@ def _fraction(value: float) -> float:
     return value
 
 
+def _web_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError("must be an http:// or https:// address, e.g. http://pi.local:8000/")
+    return value
+
+
 def _port_text(value: str) -> str:
     parse_broker(value)
     return value
@@ -132,11 +138,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("outbox", "path", "outbox", str, f"{STATE_DIR}/outbox.db", "SQLite file that holds messages until the broker has them"),
     Setting("outbox", "max_unsent", "max_unsent", int, 100_000, "unsent messages kept at most (beyond: oldest quality, then events, dropped with an error in the log)", check=_positive),
     Setting("outbox", "keep_sent_days", "keep_sent_days", (int, float), 7.0, "days a delivered message is kept", check=_non_negative),
+    Setting("outbox", "memory_mb", "outbox_memory_mb", (int, float), 16.0, "while the outbox file cannot be written (disk full, read-only, damaged): MB of messages held in memory (beyond: oldest quality, then events, dropped with an error)", check=_positive),
+    Setting("outbox", "retry_s", "outbox_retry_s", (int, float), 30.0, "while the outbox file cannot be written: seconds between attempts to use it again", check=_positive),
     Setting("homeassistant", "discovery", "discovery", bool, True, "publish Home Assistant MQTT discovery"),
     Setting("homeassistant", "prefix", "discovery_prefix", str, "homeassistant", "Home Assistant's discovery prefix", check=_device),
+    Setting("homeassistant", "resend_interval_s", "discovery_interval_s", (int, float), 30.0, "when Home Assistant asks for discovery again: at most one re-send per so many seconds", check=_positive),
+    Setting("homeassistant", "dashboard_url", "dashboard_url", str, None, "the dashboard's address, shown in Home Assistant as the device's configuration link", check=_web_url, example="http://crampwatch.local:8000/"),
     Setting("recording", "enabled", "record", bool, True, "record raw samples and marker presses"),
     Setting("recording", "directory", "recording_dir", str, f"{STATE_DIR}/nights", "where nights are recorded"),
     Setting("recording", "segment_minutes", "segment_minutes", (int, float), 60.0, "start a new sample file every so many minutes", check=_positive),
+    Setting("recording", "max_mb", "recording_max_mb", (int, float), 5000.0, "MB the recorded nights may take (0: no limit); the oldest nights are removed first", check=_non_negative),
+    Setting("recording", "max_nights", "recording_max_nights", int, 0, "nights kept at most (0: no limit); the oldest are removed first", check=_non_negative),
+    Setting("recording", "min_free_mb", "recording_min_free_mb", (int, float), 500.0, "MB always left free on the recording disk: old nights are removed, else the recording pauses", check=_non_negative),
     Setting("output", "events", "out", str, None, "also write events as JSON lines to this file", example="events.jsonl"),
     Setting("logging", "level", "log_level", str, "info", "how much to log", choices=("debug", "info", "warning", "error")),
 )  # fmt: skip

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 import numpy as np
@@ -46,44 +47,103 @@ def marker_payload(device: str, wall: str, at_s: float, source: str) -> bytes:
     )
 
 
-class ChannelStates:
-    """The retained state message: per channel the state and since when, how much of the
-    session had good signal, and tonight's cramp count (cramps started this session)."""
+NIGHT_TURNS_AT_HOUR = (
+    12  # a night runs 18:00-12:00 local time (DESIGN.md): its count starts at noon
+)
 
-    def __init__(self, device: str, channels: tuple[str, ...], session_start: datetime) -> None:
+
+def night_of(moment: datetime, tz: tzinfo | None = None) -> date:
+    """The night an instant belongs to, named by the date it starts: from 12:00 local time one
+    day to 12:00 the next (the evening, the night, the morning after)."""
+    local = moment.astimezone(tz)
+    return (local - timedelta(hours=NIGHT_TURNS_AT_HOUR)).date()
+
+
+class ChannelStates:
+    """The retained state message: per channel the state and since when, its signal problems,
+    how much of the session had good signal and the mean EMG level since the last state message;
+    tonight's cramp count (cramps that started since 12:00 local time, whichever session they
+    were in; it starts again from 0 when the daemon restarts); and, from `storage`, where the
+    outbox keeps messages and how the recording disk stands."""
+
+    def __init__(
+        self,
+        device: str,
+        channels: tuple[str, ...],
+        session_start: datetime,
+        *,
+        tz: tzinfo | None = None,
+        storage: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.device = device
         self.session_start = session_start
+        self.tz = tz
+        self.storage = storage
+        self.channels = channels
         self.states = {c: ("idle", 0.0) for c in channels}
+        self.problems: dict[str, tuple[str, ...]] = {c: () for c in channels}
         self.lost_s = dict.fromkeys(channels, 0.0)  # closed signal-lost stretches
+        self.night = night_of(session_start, tz)
         self.cramps = 0
+        self._level_sum = np.zeros(len(channels))
+        self._level_count = np.zeros(len(channels))
 
     def change(self, channel: str, state: str, at_s: float) -> None:
         previous, since = self.states[channel]
         if state == "cramp" and previous != "cramp":
+            self._roll_night(at_s)
             self.cramps += 1
         if previous == STATE_SIGNAL_LOST and state != STATE_SIGNAL_LOST:
             self.lost_s[channel] += at_s - since
         self.states[channel] = (state, at_s)
 
+    def quality(self, channel: str, problems: tuple[str, ...]) -> None:
+        self.problems[channel] = tuple(problems)
+
+    def add_envelope(self, envelope: np.ndarray) -> None:
+        """Envelope hops (n, channels) in uV: their mean goes into the next state message."""
+        if len(envelope):
+            finite = np.isfinite(envelope)
+            self._level_sum += np.where(finite, envelope, 0.0).sum(axis=0)
+            self._level_count += finite.sum(axis=0)
+
     def payload(self, elapsed_s: float) -> bytes:
-        return to_json(
-            {
-                "schema": STATE_SCHEMA,
-                "device": self.device,
-                "session_start": iso_utc(self.session_start),
-                "recorded_s": round(elapsed_s, 3),
-                "cramps_tonight": self.cramps,
-                "channels": {
-                    channel: {
-                        "state": state,
-                        "since": iso_utc(self.session_start + timedelta(seconds=at_s)),
-                        "since_s": round(at_s, 3),
-                        "good_s": round(max(0.0, elapsed_s - self._lost(channel, elapsed_s)), 3),
-                    }
-                    for channel, (state, at_s) in self.states.items()
-                },
-            }
-        )
+        self._roll_night(elapsed_s)
+        levels = self._take_levels()
+        document: dict[str, Any] = {
+            "schema": STATE_SCHEMA,
+            "device": self.device,
+            "session_start": iso_utc(self.session_start),
+            "recorded_s": round(elapsed_s, 3),
+            "night": self.night.isoformat(),
+            "cramps_tonight": self.cramps,
+            "channels": {
+                channel: {
+                    "state": state,
+                    "since": iso_utc(self.session_start + timedelta(seconds=at_s)),
+                    "since_s": round(at_s, 3),
+                    "good_s": round(max(0.0, elapsed_s - self._lost(channel, elapsed_s)), 3),
+                    "problems": list(self.problems[channel]),
+                    "level_uv": levels[i],
+                }
+                for i, (channel, (state, at_s)) in enumerate(self.states.items())
+            },
+        }
+        if self.storage is not None:
+            document["storage"] = self.storage()
+        return to_json(document)
+
+    def _roll_night(self, at_s: float) -> None:
+        night = night_of(self.session_start + timedelta(seconds=at_s), self.tz)
+        if night != self.night:
+            self.night, self.cramps = night, 0
+
+    def _take_levels(self) -> list[float | None]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = self._level_sum / self._level_count
+        self._level_sum[:] = 0.0
+        self._level_count[:] = 0.0
+        return [round(float(m), 2) if np.isfinite(m) else None for m in means]
 
     def _lost(self, channel: str, elapsed_s: float) -> float:
         state, since = self.states[channel]

@@ -5,6 +5,14 @@ the oldest unsent ones only while connected, a few at a time, and marks each sen
 acknowledges it. After a reconnect (or a restart) everything unsent goes out again, in order.
 The status topic is `online` (retained) on every connect and `offline` as the last will and on a
 clean stop. Envelope summaries are QoS 0, sent only while connected, with a message expiry.
+
+Home Assistant's `online` on its status topic asks for discovery again. Requests are only counted
+where they arrive (paho's network thread); the sender thread re-sends at most once every
+`discovery_interval_s`: the first request at once, any that come during the interval coalesced into
+one re-send at its end. A flood of them costs a counter increment each, never memory, and more
+than `BIRTH_FLOOD` in one interval makes the link stop listening to the topic until the interval
+ends (the broker then stops sending them; the last request is still honoured). The sender
+thread also lets the outbox try a failed disk again (`Outbox.maintain`), off the detection loop.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from messaging.broker import BrokerSettings
 from messaging.topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger("crampwatch.mqtt")
+BIRTH_FLOOD = 20  # Home Assistant announces itself once per start, not dozens of times a minute
 
 
 class MqttLink:
@@ -41,10 +50,20 @@ class MqttLink:
         discovery_birth_topic: str | None = None,
         envelope_expiry_s: int = 10,
         max_in_flight: int = 20,
+        discovery_interval_s: float = 30.0,
     ) -> None:
         self.settings, self.topics, self.outbox = settings, topics, outbox
         self.discovery = discovery
         self.discovery_birth_topic = discovery_birth_topic
+        self.discovery_interval_s = discovery_interval_s
+        self.discovery_requests = 0  # `online` messages seen on the birth topic
+        self.discovery_resends = 0  # re-sends they caused (rate-limited)
+        self._discovery_wanted = False
+        self._discovery_next_at = 0.0
+        self._births_in_window = 0
+        self._birth_window_ends = 0.0
+        self._listen_again_at: float | None = None  # not subscribed to the birth topic until
+        self._outbox_epoch = outbox.epoch
         self.envelope_expiry_s = envelope_expiry_s
         self.max_in_flight = max_in_flight
         self.connected = threading.Event()
@@ -81,6 +100,14 @@ class MqttLink:
         unsent = self.outbox.counts().unsent
         if unsent:
             log.warning("%d message(s) not yet delivered stay in the outbox for next time", unsent)
+        if self.discovery_requests:
+            log.info(
+                "Home Assistant asked for discovery %d time(s); sent again %d time(s) (at most "
+                "once every %g s)",
+                self.discovery_requests,
+                self.discovery_resends,
+                self.discovery_interval_s,
+            )
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
@@ -157,8 +184,9 @@ class MqttLink:
         client.publish(self.topics.status, ONLINE, qos=1, retain=True)
         if self.discovery is not None:
             self._publish_discovery()
-            if self.discovery_birth_topic:
-                client.subscribe(self.discovery_birth_topic, qos=1)
+            self._discovery_next_at = time.monotonic() + self.discovery_interval_s
+            if self.discovery_birth_topic and self._listen_again_at is None:
+                client.subscribe(self.discovery_birth_topic, qos=0)
         with self._wake:
             self._in_flight.clear()
             self._early_acks.clear()
@@ -205,28 +233,97 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message) -> None:
         if message.topic == self.discovery_birth_topic and message.payload == b"online":
-            log.info("Home Assistant is back: sending discovery again")
-            self._publish_discovery()
+            with self._wake:
+                self.discovery_requests += 1
+                self._discovery_wanted = True
+                self._count_birth(client)
+                self._wake.notify_all()
+
+    def _count_birth(self, client: mqtt.Client) -> None:
+        """Called with `_wake` held: a flood of births stops the subscription for a while."""
+        now = time.monotonic()
+        if now >= self._birth_window_ends:
+            self._births_in_window, self._birth_window_ends = 0, now + self.discovery_interval_s
+        self._births_in_window += 1
+        if self._births_in_window == BIRTH_FLOOD + 1 and self._listen_again_at is None:
+            self._listen_again_at = self._birth_window_ends
+            client.unsubscribe(self.discovery_birth_topic)
+            log.warning(
+                "%s is flooded (more than %d messages in %g s): not listening to it for a while; "
+                "discovery is sent again at most once every %g s",
+                self.discovery_birth_topic,
+                BIRTH_FLOOD,
+                self.discovery_interval_s,
+                self.discovery_interval_s,
+            )
+
+    def _listen_again(self) -> None:
+        """Called with `_wake` held, on the sender thread: subscribe to the birth topic again."""
+        if self._listen_again_at is None or time.monotonic() < self._listen_again_at:
+            return
+        self._listen_again_at = None
+        if self.connected.is_set() and self.discovery_birth_topic:
+            self.client.subscribe(self.discovery_birth_topic, qos=0)
 
     def _publish_discovery(self) -> None:
         assert self.discovery is not None
         for item in self.discovery():
             self.client.publish(item.topic, item.payload, qos=1, retain=True)
 
+    def _discovery_due(self) -> bool:
+        return (
+            self._discovery_wanted
+            and self.connected.is_set()
+            and time.monotonic() >= self._discovery_next_at
+        )
+
+    def _resend_discovery(self) -> None:
+        with self._wake:
+            if not self._discovery_due():
+                return
+            self._discovery_wanted = False
+            self._discovery_next_at = time.monotonic() + self.discovery_interval_s
+            self.discovery_resends += 1
+        log.info(
+            "Home Assistant is back: sending discovery again (%d request(s) so far)",
+            self.discovery_requests,
+        )
+        self._publish_discovery()
+
     # -- sender thread ---------------------------------------------------------------------
 
     def _send_loop(self) -> None:
         while True:
             with self._wake:
-                while not self._stopping and not self._can_send():
-                    self._wake.wait(timeout=1.0)
+                self._look_after_outbox()
+                self._listen_again()
+                while not (self._stopping or self._can_send() or self._discovery_due()):
+                    self._wake.wait(timeout=self._wait_s())
+                    self._look_after_outbox()
+                    self._listen_again()
                 if self._stopping:
                     return
                 room = self.max_in_flight - len(self._in_flight)
                 after, generation = self._last_sent_id, self._generation
+            self._resend_discovery()
+            if room <= 0:
+                continue
             for message in self.outbox.unsent(after_id=after, limit=room):
                 if not self._publish_stored(message, generation):
                     break
+
+    def _wait_s(self) -> float:
+        if self._discovery_wanted and self.connected.is_set():
+            return min(1.0, max(0.01, self._discovery_next_at - time.monotonic()))
+        return 1.0
+
+    def _look_after_outbox(self) -> None:
+        """Called with `_wake` held: let a failed outbox try its disk again; when older unsent
+        messages became readable, send from the start."""
+        self.outbox.maintain()
+        if self.outbox.epoch != self._outbox_epoch:
+            self._outbox_epoch = self.outbox.epoch
+            self._last_sent_id = 0
 
     def _can_send(self) -> bool:
         return (
