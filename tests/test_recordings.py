@@ -234,7 +234,9 @@ def test_fs_argument_must_agree_with_the_file(tmp_path: Path) -> None:
     header = ["# sampling rate: 2000", "t,emg", *csv_lines(signal(100, 1), ",", time)]
     with pytest.raises(RecordingError, match=r"contradicts itself.*2000 Hz.*1000 Hz"):
         open_recording(write_lines(tmp_path / "h.csv", header))
-    with pytest.raises(RecordingError, match=r"fs=-1: the sampling rate must be 1 Hz to 100,000 Hz"):
+    with pytest.raises(
+        RecordingError, match=r"fs=-1: the sampling rate must be 1 Hz to 100,000 Hz"
+    ):
         open_recording(path, fs=-1)
 
 

@@ -34,6 +34,9 @@ COMMAND_LINE: Mapping[str, str] = {
     "no_header": "--no-header",
 }
 
+# `crampwatch run --play FILE` and `--signal FILE`: a file's rate and units come from these.
+SIGNAL_OPTIONS: Mapping[str, str] = {"fs": "--signal-fs {}", "units": "--signal-units {}"}
+
 _MARK = "\x1f"
 _PLACEHOLDER = re.compile(_MARK + r"(\w+)\|([^" + _MARK + r"]*)\|([^" + _MARK + r"]*)" + _MARK)
 

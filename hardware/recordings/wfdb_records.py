@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
+import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,14 @@ import numpy as np
 
 from hardware.recordings.channels import _default_channels, _select_channels, _unique_names
 from hardware.recordings.errors import RecordingError
+from hardware.recordings.limits import MAX_COLUMNS, read_rows
+from hardware.recordings.optional import import_optional, quiet_deprecations
 from hardware.recordings.rates import _choose_rate
 from hardware.recordings.recording import Recording, _new_recording, _Reader
 from hardware.recordings.units import _declared_unit
 
-_RESEARCH_HINT = "pip install 'crampwatch[research]'"
+_MAX_HEADER_BYTES = 1 << 20  # a .hea is a few lines; wfdb reads it whole
+_NUMBER_PART = re.compile(r"[/(]")
 _WFDB_BYTES_PER_SAMPLE = {
     "8": 1.0,
     "16": 2.0,
@@ -35,30 +38,17 @@ def _with_extra_suffix(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-@contextlib.contextmanager
-def _quiet_deprecations() -> Iterator[None]:
-    """Hide third-party deprecation noise (wfdb calls deprecated pandas APIs)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
-
-
-def _import_optional(module: str, what: str) -> Any:
-    try:
-        with _quiet_deprecations():
-            return __import__(module)
-    except ImportError as error:
-        raise RecordingError(
-            f"reading {what} needs the '{module}' package, which is not installed: {_RESEARCH_HINT}"
-        ) from error
-
-
-def _read_wfdb_header(record: Path) -> Any:
-    wfdb = _import_optional("wfdb", "WFDB records")
+def _read_wfdb_header(record: Path) -> tuple[Any, bool]:
+    """wfdb's header object, and whether the header states a sampling rate."""
+    wfdb = import_optional("wfdb", "WFDB records")
     hea = _with_extra_suffix(record, ".hea")
+    if hea.stat().st_size > _MAX_HEADER_BYTES:
+        raise RecordingError(
+            f"'{hea}' is {hea.stat().st_size:,} bytes, not a WFDB header (a few lines); check "
+            "the file"
+        )
     try:
-        with _quiet_deprecations():
+        with quiet_deprecations():
             header = wfdb.rdheader(str(record))
     except Exception as error:
         raise RecordingError(
@@ -69,7 +59,52 @@ def _read_wfdb_header(record: Path) -> Any:
             f"'{hea}' is a multi-segment WFDB record or has no signals; only single-segment "
             "records are supported - convert it with wfdb (e.g. rdrecord + wrsamp)"
         )
-    return header
+    if header.n_sig > MAX_COLUMNS:
+        raise RecordingError(
+            f"'{hea}' declares {header.n_sig:,} signals; crampwatch reads records of at most "
+            f"{MAX_COLUMNS:,} - check the header"
+        )
+    return header, _check_header_numbers(hea, header)
+
+
+def _check_header_numbers(hea: Path, header: Any) -> bool:
+    """wfdb reads a rate or a gain it cannot parse ('-1000', 'nan', '1e300') as its default (250 Hz,
+    200 per unit) or as a part of it ('1'): check the header's own text. Returns whether the header
+    states a rate at all (WFDB's default of 250 Hz is not taken for an EMG recording)."""
+    lines = [
+        line.split()
+        for line in hea.read_text(encoding="latin-1").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    record_fs = _header_number(lines[0], 2) if lines else None
+    if record_fs is not None and not (
+        math.isfinite(record_fs[1]) and record_fs[1] > 0 and record_fs[1] == header.fs
+    ):
+        raise RecordingError(
+            f"'{hea}' gives the sampling rate as {record_fs[0]!r}, which is not a positive "
+            "number of Hz; fix the header's first line"
+        )
+    for i, fields in enumerate(lines[1 : 1 + header.n_sig]):
+        gain = _header_number(fields, 2)
+        if gain is not None and not (math.isfinite(gain[1]) and gain[1] == header.adc_gain[i]):
+            if gain[1] == 0:  # 0 means the default gain, as wfdb reads it
+                continue
+            raise RecordingError(
+                f"'{hea}' gives the gain of signal {i} ({header.sig_name[i]!r}) as {gain[0]!r}, "
+                "which is not a number of ADC units per physical unit; fix that line of the header"
+            )
+    return record_fs is not None
+
+
+def _header_number(fields: list[str], index: int) -> tuple[str, float] | None:
+    """(text, value) of the number that starts header field `index` (None when it is absent)."""
+    if len(fields) <= index:
+        return None
+    text = _NUMBER_PART.split(fields[index])[0]
+    try:
+        return text, float(text)
+    except ValueError:
+        return text, math.nan
 
 
 def _wfdb_files(record: Path, header: Any) -> dict[str, list[int]]:
@@ -110,7 +145,7 @@ def _check_wfdb_files(record: Path, header: Any, files: dict[str, list[int]]) ->
 def _open_wfdb(
     record: Path, fs: float | None, channels: Sequence[str | int] | None, override: str | None
 ) -> Recording:
-    header = _read_wfdb_header(record)
+    header, fs_stated = _read_wfdb_header(record)
     files = _wfdb_files(record, header)
     _check_wfdb_files(record, header, files)
     if not header.sig_len:
@@ -126,10 +161,11 @@ def _open_wfdb(
             f"'{record}.hea' stores several samples per frame (multi-rate record); resample it "
             "to one rate first"
         )
-    rate = _choose_rate(record, fs, [("its header", float(header.fs))])
+    stated = [("its header", float(header.fs))] if fs_stated else []
+    rate = _choose_rate(record, fs, stated)
     hea = _with_extra_suffix(record, ".hea")
     return _new_recording(
-        _WfdbReader(record, int(header.sig_len), picked),
+        _WfdbReader(record, int(header.sig_len), picked, header.n_sig),
         record,
         kind="wfdb",
         fs=rate,
@@ -144,17 +180,19 @@ def _open_wfdb(
 
 
 class _WfdbReader(_Reader):
-    def __init__(self, record: Path, n: int, picked: list[int]):
+    def __init__(self, record: Path, n: int, picked: list[int], n_signals: int):
         self.record = record
         self.n = n
         self.picked = picked
+        self.n_signals = n_signals
 
     def chunks(self, hint: int) -> Iterator[np.ndarray]:
-        wfdb = _import_optional("wfdb", "WFDB records")
-        for start in range(0, self.n, hint):
-            stop = min(self.n, start + hint)
+        wfdb = import_optional("wfdb", "WFDB records")
+        step = min(hint, read_rows(24 * self.n_signals))  # wfdb's digital and physical copies
+        for start in range(0, self.n, step):
+            stop = min(self.n, start + step)
             try:
-                with _quiet_deprecations():
+                with quiet_deprecations():
                     rec = wfdb.rdrecord(
                         str(self.record),
                         sampfrom=start,
