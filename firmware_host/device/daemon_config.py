@@ -20,6 +20,7 @@ from messaging.broker import parse_broker
 from messaging.topics import check_device_id
 
 STATE_DIR = "~/.local/state/crampwatch"
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class DaemonConfigError(ValueError):
@@ -148,6 +149,11 @@ SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 def load_config(path: Path) -> dict[str, Any]:
     """The file's settings by `dest`, validated; raises DaemonConfigError."""
     try:
+        if Path(path).stat().st_size > MAX_CONFIG_BYTES:
+            raise DaemonConfigError(
+                f"{path}: {Path(path).stat().st_size:,} bytes is not a configuration file (the "
+                f"full example is about 4 kB; at most {MAX_CONFIG_BYTES:,} bytes are read)"
+            )
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DaemonConfigError(
@@ -157,6 +163,16 @@ def load_config(path: Path) -> dict[str, Any]:
         raise DaemonConfigError(f"{path}: cannot read it ({error})") from None
     except tomllib.TOMLDecodeError as error:
         raise DaemonConfigError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise DaemonConfigError(
+            f"{path}: its arrays or tables are nested too deeply to read; every setting is a "
+            "plain value or a flat list - see `crampwatch config example`"
+        ) from None
+    except ValueError:  # a number of thousands of digits (Python's int conversion limit)
+        raise DaemonConfigError(
+            f"{path}: it holds a number too long to read; every number here has a few digits - "
+            "see `crampwatch config example`"
+        ) from None
     return validate(raw, str(path))
 
 

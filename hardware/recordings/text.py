@@ -107,7 +107,8 @@ def _detect_encoding(path: Path) -> str:
         head = handle.read(65536)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if b"\x00" in head:
+    nul = head.find(b"\x00")
+    if nul >= 0 and b"\n" not in head[:nul]:  # NULs after whole lines: damage, found by line
         raise RecordingError(
             f"'{path}' looks binary (it contains NUL bytes), not text; {_SUPPORTED_TEXT}"
         )

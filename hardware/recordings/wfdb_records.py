@@ -38,8 +38,7 @@ def _with_extra_suffix(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def _read_wfdb_header(record: Path) -> tuple[Any, bool]:
-    """wfdb's header object, and whether the header states a sampling rate."""
+def _read_wfdb_header(record: Path) -> Any:
     wfdb = import_optional("wfdb", "WFDB records")
     hea = _with_extra_suffix(record, ".hea")
     if hea.stat().st_size > _MAX_HEADER_BYTES:
@@ -47,6 +46,7 @@ def _read_wfdb_header(record: Path) -> tuple[Any, bool]:
             f"'{hea}' is {hea.stat().st_size:,} bytes, not a WFDB header (a few lines); check "
             "the file"
         )
+    lines = _check_header_text(hea)
     try:
         with quiet_deprecations():
             header = wfdb.rdheader(str(record))
@@ -64,36 +64,51 @@ def _read_wfdb_header(record: Path) -> tuple[Any, bool]:
             f"'{hea}' declares {header.n_sig:,} signals; crampwatch reads records of at most "
             f"{MAX_COLUMNS:,} - check the header"
         )
-    return header, _check_header_numbers(hea, header)
+    _check_wfdb_parsed(hea, header, lines)
+    return header
 
 
-def _check_header_numbers(hea: Path, header: Any) -> bool:
-    """wfdb reads a rate or a gain it cannot parse ('-1000', 'nan', '1e300') as its default (250 Hz,
-    200 per unit) or as a part of it ('1'): check the header's own text. Returns whether the header
-    states a rate at all (WFDB's default of 250 Hz is not taken for an EMG recording)."""
+def _check_header_text(hea: Path) -> list[list[str]]:
+    """wfdb reads a rate or gain it cannot parse ('-1000', 'nan', '1e300') as its default (250 Hz,
+    200 per unit) or as a part of it ('1'): check the header's own numbers first. Returns the
+    header's lines as fields (comments left out)."""
     lines = [
         line.split()
         for line in hea.read_text(encoding="latin-1").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    record_fs = _header_number(lines[0], 2) if lines else None
-    if record_fs is not None and not (
-        math.isfinite(record_fs[1]) and record_fs[1] > 0 and record_fs[1] == header.fs
-    ):
+    fs = _header_number(lines[0], 2) if lines else None
+    if fs is not None and not (math.isfinite(fs[1]) and fs[1] > 0):
         raise RecordingError(
-            f"'{hea}' gives the sampling rate as {record_fs[0]!r}, which is not a positive "
-            "number of Hz; fix the header's first line"
+            f"'{hea}' gives the sampling rate as {fs[0]!r}, which is not a positive number of Hz; "
+            "fix the header's first line"
+        )
+    for i, fields in enumerate(lines[1:]):
+        gain = _header_number(fields, 2)
+        if gain is not None and not math.isfinite(gain[1]):
+            raise RecordingError(
+                f"'{hea}' gives the gain of signal {i} ({' '.join(fields[8:]) or '?'!r}) as "
+                f"{gain[0]!r}, which is not a number of ADC units per physical unit; fix that "
+                "line of the header"
+            )
+    return lines
+
+
+def _check_wfdb_parsed(hea: Path, header: Any, lines: list[list[str]]) -> None:
+    """What wfdb made of the numbers must be what the header says (it reads '1e300' as 1)."""
+    fs = _header_number(lines[0], 2)
+    if fs is not None and fs[1] != header.fs:
+        raise RecordingError(
+            f"'{hea}' gives the sampling rate as {fs[0]!r}, which wfdb reads as {header.fs:g} Hz; "
+            "write it as a plain number in the header's first line"
         )
     for i, fields in enumerate(lines[1 : 1 + header.n_sig]):
         gain = _header_number(fields, 2)
-        if gain is not None and not (math.isfinite(gain[1]) and gain[1] == header.adc_gain[i]):
-            if gain[1] == 0:  # 0 means the default gain, as wfdb reads it
-                continue
+        if gain is not None and gain[1] not in (0.0, header.adc_gain[i]):  # 0: wfdb's default
             raise RecordingError(
-                f"'{hea}' gives the gain of signal {i} ({header.sig_name[i]!r}) as {gain[0]!r}, "
-                "which is not a number of ADC units per physical unit; fix that line of the header"
+                f"'{hea}' gives the gain of signal {i} as {gain[0]!r}, which wfdb reads as "
+                f"{header.adc_gain[i]:g}; write it as a plain number in that line of the header"
             )
-    return record_fs is not None
 
 
 def _header_number(fields: list[str], index: int) -> tuple[str, float] | None:
@@ -145,7 +160,7 @@ def _check_wfdb_files(record: Path, header: Any, files: dict[str, list[int]]) ->
 def _open_wfdb(
     record: Path, fs: float | None, channels: Sequence[str | int] | None, override: str | None
 ) -> Recording:
-    header, fs_stated = _read_wfdb_header(record)
+    header = _read_wfdb_header(record)
     files = _wfdb_files(record, header)
     _check_wfdb_files(record, header, files)
     if not header.sig_len:
@@ -161,8 +176,7 @@ def _open_wfdb(
             f"'{record}.hea' stores several samples per frame (multi-rate record); resample it "
             "to one rate first"
         )
-    stated = [("its header", float(header.fs))] if fs_stated else []
-    rate = _choose_rate(record, fs, stated)
+    rate = _choose_rate(record, fs, [("its header", float(header.fs))])
     hea = _with_extra_suffix(record, ".hea")
     return _new_recording(
         _WfdbReader(record, int(header.sig_len), picked, header.n_sig),
