@@ -576,9 +576,9 @@ def _open_writer(
             writer.setStartdatetime(info.started.replace(tzinfo=None))
             signals = max(1, math.ceil(n_annotations / layout.n_records))
             writer.set_number_of_annotation_signals(min(signals, MAX_ANNOTATION_SIGNALS))
-        # pyedflib before 0.1.43 gives EDFlib the start's fraction of a second in the wrong unit
-        # (x100 instead of x10 per microsecond): set it again, in 100 ns, after the last header
-        # change.
+        # pyedflib up to 0.1.42 gives EDFlib the start's fraction of a second in the wrong unit
+        # (x100 instead of x10 per microsecond; fixed upstream after 0.1.42): set it again, in
+        # EDFlib's 100 ns, after the last header change.
         set_subsecond = pyedflib._extensions._pyedflib.set_starttime_subsecond
         if set_subsecond(writer.handle, info.started.microsecond * 10) < 0:
             raise ExportError("EDFlib refused the start time's fraction of a second")
