@@ -869,3 +869,14 @@ def test_shared_data_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(shared_data.ENV_VAR, os.devnull + "-missing")
     assert shared_data.emg_data_dir() is None
     assert shared_data.ENV_VAR in shared_data.missing_reason()
+
+
+def test_one_edf_file_is_read_by_two_readers_at_once(tmp_path: Path) -> None:
+    """EDFlib refuses a second open of one file name; crampwatch gives each reader its own."""
+    path = tmp_path / "x.edf"
+    write_edf(path)
+    with open_recording(path) as first, open_recording(path) as second:
+        pairs = zip(first.blocks(1000), second.blocks(1000), strict=True)
+        for a, b in pairs:
+            np.testing.assert_array_equal(a, b)
+            assert first.annotations() == second.annotations()

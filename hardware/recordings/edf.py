@@ -13,7 +13,9 @@ export` writes them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ def _open_edf(
 ) -> Recording:
     pyedflib = import_optional("pyedflib", "EDF/BDF files")
     _check_version(path)
-    with _edflib_reader(pyedflib, path) as edf:
+    with _edflib(pyedflib, path) as edf:
         kind = (
             "bdf" if edf.filetype in (pyedflib.FILETYPE_BDF, pyedflib.FILETYPE_BDFPLUS) else "edf"
         )
@@ -107,24 +109,41 @@ def _check_version(path: Path) -> None:
         )
 
 
-def _edflib_reader(pyedflib: Any, path: Path) -> Any:
-    """pyedflib's reader without annotations; EDFlib's refusals become a RecordingError that says
-    what is wrong. The file size is checked by `_check_size`, not by EDFlib, which prints to
-    standard output."""
+@contextmanager
+def _edflib(pyedflib: Any, path: Path, *, annotations: bool = False) -> Iterator[Any]:
+    """pyedflib's reader; EDFlib's refusals become a RecordingError that says what is wrong.
+
+    EDFlib opens a file name once at a time per process (a second reader of the same file, e.g. a
+    parallel sweep, is refused), so it is given a name of its own: this open's /proc/self/fd
+    entry. The file size is checked by `_check_size`, not by EDFlib, which prints to stdout.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    alias = f"/proc/self/fd/{fd}" if Path(f"/proc/self/fd/{fd}").exists() else str(path)
     try:
-        return pyedflib.EdfReader(
-            str(path),
-            annotations_mode=pyedflib.DO_NOT_READ_ANNOTATIONS,
-            check_file_size=pyedflib.DO_NOT_CHECK_FILE_SIZE,
-        )
-    except OSError as error:
-        raise _edflib_error(path, error) from None
+        try:
+            reader = pyedflib.EdfReader(
+                alias,
+                annotations_mode=(
+                    pyedflib.READ_ALL_ANNOTATIONS
+                    if annotations
+                    else pyedflib.DO_NOT_READ_ANNOTATIONS
+                ),
+                check_file_size=pyedflib.DO_NOT_CHECK_FILE_SIZE,
+            )
+        except OSError as error:
+            if annotations:  # the header was accepted without annotations: they are wrong
+                raise RecordingError(
+                    f"'{path}' has damaged EDF+ annotations: an onset or duration that is not a "
+                    "number (e.g. inf or 1e300), or a malformed annotation list; re-export the file"
+                ) from None
+            raise _edflib_error(path, str(error).removeprefix(f"{alias}: ")) from None
+        with reader:
+            yield reader
+    finally:
+        os.close(fd)
 
 
-def _edflib_error(path: Path, error: OSError) -> RecordingError:
-    text = str(error)
-    if text.startswith(f"{path}: "):
-        text = text[len(f"{path}: ") :]
+def _edflib_error(path: Path, text: str) -> RecordingError:
     if "discontinuous" in text:
         return RecordingError(
             f"'{path}' is a discontinuous EDF+D/BDF+D file (it has gaps); replay needs a "
@@ -251,18 +270,7 @@ def _read_annotations(pyedflib: Any, path: Path, frame: _Frame) -> list[FileAnno
         )
     if count <= 0:
         return []
-    try:
-        edf = pyedflib.EdfReader(
-            str(path),
-            annotations_mode=pyedflib.READ_ALL_ANNOTATIONS,
-            check_file_size=pyedflib.DO_NOT_CHECK_FILE_SIZE,
-        )
-    except OSError:  # the header was accepted without annotations: they are what is wrong
-        raise RecordingError(
-            f"'{path}' has damaged EDF+ annotations: an onset or duration that is not a number "
-            "(e.g. inf or 1e300), or a malformed annotation list; re-export the file"
-        ) from None
-    with edf:
+    with _edflib(pyedflib, path, annotations=True) as edf:
         raw = edf.read_annotation()
     notes = [
         FileAnnotation(
@@ -351,7 +359,7 @@ class _EdfReader(_Reader):
     def chunks(self, hint: int) -> Iterator[np.ndarray]:
         read_physical = self.pyedflib._extensions._pyedflib.read_physical_samples
         step = min(hint, read_rows(8 * len(self.picked)))
-        with _edflib_reader(self.pyedflib, self.path) as edf:
+        with _edflib(self.pyedflib, self.path) as edf:
             for first in range(0, self.n, step):
                 rows = min(step, self.n - first)
                 chunk = np.empty((rows, len(self.picked)))
