@@ -469,6 +469,34 @@ def test_out_naming_a_folder_or_a_missing_folder_is_refused_and_creates_nothing(
     assert not (tmp_path / "nonexistent").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--terminal", "--hours", "0.01", "--out"],
+        [
+            "run",
+            "--sim",
+            "mcp3008",
+            "--speed",
+            "0",
+            "--hours",
+            "0.01",
+            "--no-mqtt",
+            "--no-record",
+            "--out",
+        ],
+        ["calibrate", "--sim", "mcp3008", "--speed", "0", "--rest-s", "2", "--out"],
+    ],
+    ids=["demo", "run", "calibrate"],
+)
+def test_every_command_refuses_an_output_in_a_missing_folder_before_it_starts(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing" / "out.jsonl"
+    refused(capsys, [*argv, str(missing)], "--out", "does not exist")
+    assert not missing.parent.exists()
+
+
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_output_files_get_the_usual_permissions(
     umask: int, mode: int, small_npy: Path, tmp_path: Path
