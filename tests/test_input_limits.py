@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import pytest
 
 from firmware_host.cli import main
 from hardware.recordings import RecordingError, open_recording
+from hardware.recordings.errors import SIGNAL_OPTIONS, option
 from hardware.recordings.limits import (
     MAX_CHANNELS,
     MAX_EDF_ANNOTATIONS,
@@ -607,3 +609,8 @@ def test_guided_calibration_times_are_bounded(
     refused(capsys, ["calibrate", "--sim", "mcp3008", "--rest-s", "1e9", "--out", out], "600")
     argv = ["calibrate", "--sim", "mcp3008", "--mvc", "--mvc-s", "0", "--out", out]
     refused(capsys, argv, "--mvc-s 0: give more than 0")
+
+
+def test_an_error_keeps_its_option_names_across_processes() -> None:
+    error = RecordingError(f"no rate; pass {option('fs', 'HZ')}", SIGNAL_OPTIONS)
+    assert str(pickle.loads(pickle.dumps(error))) == "no rate; pass --signal-fs HZ"

@@ -76,3 +76,7 @@ class RecordingError(ValueError):
 
     def __str__(self) -> str:
         return render(str(self.args[0]), self.option_names)
+
+    def __reduce__(self) -> tuple[type[RecordingError], tuple[str, dict[str, str]]]:
+        """Pickled with its option names (an error may come from a reader in another process)."""
+        return type(self), (str(self.args[0]), dict(self.option_names))
