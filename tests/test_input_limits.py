@@ -21,6 +21,7 @@ from hardware.recordings import RecordingError, open_recording
 from hardware.recordings.errors import SIGNAL_OPTIONS, option
 from hardware.recordings.limits import (
     MAX_CHANNELS,
+    MAX_COLUMNS,
     MAX_EDF_ANNOTATIONS,
     MAX_NPZ_MEMBERS,
     MAX_SAMPLES_PER_S,
@@ -257,6 +258,15 @@ def test_npz_members_in_either_order_read_like_numpy_loads_them(
         got = np.concatenate(list(recording.blocks(7777)))
     expected = np.column_stack([fortran[:, 1], c_order[:, 2], c_order[:, 0], fortran[:, 0]])
     np.testing.assert_array_equal(got, expected)
+
+
+def test_arrays_wider_than_the_column_limit_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "wide.npy", np.zeros((70, MAX_COLUMNS + 1), dtype=np.float32))
+    with pytest.raises(RecordingError, match=r"4,097 columns; crampwatch reads arrays of at most"):
+        open_recording(tmp_path / "wide.npy", fs=1000)
+    np.savez(tmp_path / "wide.npz", fs=1000, a=np.zeros((70, MAX_COLUMNS + 1), dtype=np.int8))
+    with pytest.raises(RecordingError, match=r"4,097 columns in its arrays"):
+        open_recording(tmp_path / "wide.npz")
 
 
 def test_an_npz_listing_more_arrays_than_the_limit_is_refused(tmp_path: Path) -> None:
@@ -566,6 +576,13 @@ def test_run_play_errors_name_the_signal_options(
 
 
 # --- config files ---------------------------------------------------------------------------------
+
+
+def test_config_check_refuses_a_file_too_big_to_be_a_configuration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_text(tmp_path / "crampwatch.toml", "# " + "x" * (1 << 20) + "\n")
+    refused(capsys, ["config", "check", str(path)], "is not a configuration file")
 
 
 @pytest.mark.parametrize(

@@ -149,18 +149,21 @@ SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 def load_config(path: Path) -> dict[str, Any]:
     """The file's settings by `dest`, validated; raises DaemonConfigError."""
     try:
-        if Path(path).stat().st_size > MAX_CONFIG_BYTES:
-            raise DaemonConfigError(
-                f"{path}: {Path(path).stat().st_size:,} bytes is not a configuration file (the "
-                f"full example is about 4 kB; at most {MAX_CONFIG_BYTES:,} bytes are read)"
-            )
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        size = Path(path).stat().st_size
+        text = Path(path).read_text(encoding="utf-8") if size <= MAX_CONFIG_BYTES else None
     except FileNotFoundError:
         raise DaemonConfigError(
             f"{path}: no such file (write one with `crampwatch config example > {path}`)"
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DaemonConfigError(f"{path}: cannot read it ({error})") from None
+    if text is None:
+        raise DaemonConfigError(
+            f"{path}: {size:,} bytes is not a configuration file (the full example is about "
+            f"4 kB; at most {MAX_CONFIG_BYTES:,} bytes are read)"
+        )
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise DaemonConfigError(f"{path}: not valid TOML: {error}") from None
     except RecursionError:  # arrays nested thousands deep
