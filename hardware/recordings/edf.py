@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hardware.recordings.channels import _default_channels, _select_channels, _unique_names
-from hardware.recordings.errors import RecordingError
+from hardware.recordings.errors import RecordingError, option
 from hardware.recordings.formats import _SUPPORTED_TEXT
 from hardware.recordings.limits import MAX_EDF_ANNOTATIONS, READ_BYTES, read_rows
 from hardware.recordings.optional import import_optional
@@ -223,7 +223,7 @@ def _edf_rate(
         shown = ", ".join(f"{names[i]} {r:g} Hz" for i, r in zip(picked, rates, strict=True))
         raise RecordingError(
             f"the selected channels of '{path}' have different sampling rates ({shown}); select "
-            "channels that share one rate with --channel NAME"
+            "channels that share one rate" + option("channel", "NAME", " with {}")
         )
     if rates[0] <= 0:
         raise RecordingError(f"channel {names[picked[0]]!r} of '{path}' has no samples")
