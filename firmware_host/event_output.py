@@ -1,4 +1,9 @@
-"""Writing detector output to files: JSON lines or CSV, all-or-nothing (no partial files)."""
+"""Writing detector output to files: JSON lines or CSV, all-or-nothing (no partial files).
+
+Output files are written to a temporary file beside the target and renamed over it only when
+complete, so a failed run leaves nothing half-written. The folder must exist (a mistyped folder is
+an error, not a new folder), and the file gets the usual permissions (0666 less the umask).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,8 @@ import csv
 import io
 import json
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,28 +23,68 @@ from dsp.events import EVENT_FIELDS, Event, QualityChange
 # One row per event: every field but the nested ones.
 CSV_COLUMNS = tuple(f for f in EVENT_FIELDS if f not in ("schema", "envelope", "pipeline"))
 OUTPUT_FORMATS = ("jsonl", "csv")
+_NEW_FILE_MODE = 0o666  # less the umask, as for any file a program creates
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written; the message names the option and what to do."""
+
+
+def check_output_path(path: Path, option: str = "--out") -> Path:
+    """The path of a file to write, refused when it names a folder or lies in a missing one."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputPathError(
+            f"{option} {path} is a folder; give the path of the file to write, e.g. "
+            f"{option} {path / 'events.jsonl'}"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise OutputPathError(
+            f"{option} {path}: the folder {folder} {what}; create it first, or choose another"
+        )
+    return path
 
 
 @contextmanager
-def atomic_text_output(path: Path | None) -> Iterator[TextIO]:
+def atomic_path(path: Path, option: str = "--out") -> Iterator[Path]:
+    """A temporary path beside `path` (an empty file, usual permissions) for a writer that opens
+    files by name; it becomes `path` when the block finishes cleanly, and is removed otherwise."""
+    path = check_output_path(path, option)
+    temp = _create_temp(path)
+    try:
+        yield temp
+        with temp.open("rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_text_output(path: Path | None, option: str = "--out") -> Iterator[TextIO]:
     """Yield a text stream; for a path, the file appears only when the block finishes cleanly."""
     if path is None:
         yield sys.stdout
         sys.stdout.flush()
         return
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, option) as temp, temp.open("w", encoding="utf-8", newline="") as stream:
+        yield stream
+        stream.flush()
+
+
+def _create_temp(path: Path) -> Path:
+    """A new, empty file `.NAME.XXXX.partial` beside `path`, created with 0666 (the kernel takes
+    off the umask; tempfile.mkstemp would make it 0600)."""
+    while True:
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE))
+        except FileExistsError:
+            continue
+        return temp
 
 
 class EventWriter:

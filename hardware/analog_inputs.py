@@ -53,15 +53,18 @@ class SignalPlayer:
     ) -> SignalPlayer:
         """Play a recording; its values must be in uV, mV or V (counts have no electrode scale)."""
         from hardware.recordings import RecordingError, open_recording
+        from hardware.recordings.errors import SIGNAL_OPTIONS
 
-        recording = open_recording(path, fs=fs, channels=channels, units=units)
+        recording = open_recording(
+            path, fs=fs, channels=channels, units=units, option_names=SIGNAL_OPTIONS
+        )
         info = recording.info
         unit = info.units or "uV"
         if unit not in _TO_MICROVOLTS:
             recording.close()
             raise RecordingError(
                 f"'{path}' is in {unit}; a simulated chip needs the electrode signal in uV, mV "
-                "or V (pass --units if the file does not say)"
+                "or V (pass --signal-units if the file does not say)"
             )
         return cls(recording.blocks(block), info.fs, info.channels, _TO_MICROVOLTS[unit])
 

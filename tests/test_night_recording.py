@@ -354,7 +354,7 @@ def test_the_export_opens_in_edfio_with_rate_units_values_and_annotations(
     notes = {(a.text, round(a.onset, 3), a.duration) for a in edf.annotations}
     assert ("recording start", 0.0, None) in notes
     assert ("marker button", 70.0, None) in notes
-    assert ("gap", 200.0, 1.0) in notes and ("gap", 201.0, 0.5) in notes  # split at a record
+    assert ("gap", 200.0, 1.5) in notes  # one note for a run, whatever records it spans
     assert ("gap right_calf", 120.0, 0.3) in notes
     texts = [a.text for a in edf.annotations]
     assert "cramp left_calf" in texts and "recording end" in texts
@@ -377,7 +377,8 @@ def test_the_exported_header_follows_the_edf_plus_layout(
     assert int(fixed[184:192]) == 256 * 4 and fixed[192:236].rstrip() == "EDF+C"
     assert (int(fixed[236:244]), fixed[244:252].rstrip(), int(fixed[252:256])) == (240, "1", 3)
     first_tal = raw[1024 + 2 * 2 * 1000 :].split(b"\x00")[0]
-    assert first_tal == b"+0.25\x14\x14"  # time keeping: the first sample is 0.25 s past the second
+    assert first_tal.endswith(b"\x14\x14")  # time keeping: the first sample is 0.25 s past
+    assert float(first_tal[:-2]) == 0.25  # the second
 
 
 def test_replaying_the_export_gives_the_live_pipelines_events(
@@ -513,10 +514,14 @@ def test_an_unwritable_output_is_refused_and_nothing_is_left(
 ) -> None:
     record(tmp_path / "night", random_codes(2000, 9))
     (tmp_path / "file").write_text("not a directory")
-    export_fails(capsys, tmp_path / "night", tmp_path / "file" / "x.edf", "cannot write")
+    export_fails(capsys, tmp_path / "night", tmp_path / "file" / "x.edf", "is not a folder")
     (tmp_path / "dir.edf").mkdir()
     assert main(["export", str(tmp_path / "night"), "--edf", str(tmp_path / "dir.edf")]) == 2
-    assert "is a directory" in capsys.readouterr().err
+    assert "--edf" in (error := capsys.readouterr().err) and "is a folder" in error
+    (tmp_path / "missing").mkdir()
+    (tmp_path / "missing").rmdir()
+    export_fails(capsys, tmp_path / "night", tmp_path / "missing" / "x.edf", "does not exist")
+    assert not (tmp_path / "missing").exists()  # no folder is made
 
 
 def test_a_failure_while_writing_leaves_no_partial_file(
@@ -524,8 +529,8 @@ def test_a_failure_while_writing_leaves_no_partial_file(
 ) -> None:
     record(tmp_path / "night", random_codes(2000, 10))
 
-    def broken(stream, *args: object) -> None:
-        stream.write(b"half a record")
+    def broken(writer, *args: object) -> None:
+        writer.blockWriteDigitalSamples(np.zeros(2000, dtype=np.int32))  # half the night
         raise OSError(28, "No space left on device", str(tmp_path / "x.edf"))
 
     monkeypatch.setattr(export_command, "_write_records", broken)
@@ -548,3 +553,95 @@ def test_export_memory_does_not_grow_with_the_night(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert peak < 16e6
     assert edfio.read_edf(tmp_path / "hour.edf", lazy_load_data=True).duration == 3600
+
+
+# --- pyedflib and its limits ------------------------------------------------------------------
+
+
+def test_export_without_pyedflib_says_which_extra_installs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(tmp_path / "night", random_codes(2000, 11))
+    monkeypatch.setitem(sys.modules, "pyedflib", None)
+    export_fails(capsys, tmp_path / "night", tmp_path / "x.edf", "crampwatch[research]")
+
+
+def test_many_gaps_get_as_many_annotation_signals_as_they_need(tmp_path: Path) -> None:
+    volts = random_codes(3000, 12, missing=0.03)  # about 170 runs in 3 one-second records
+    record(tmp_path / "night", volts)
+    summary = export_edf(tmp_path / "night", tmp_path / "gappy.edf")
+    assert summary.gaps > 100 and summary.n_records == 3
+    edf = edfio.read_edf(tmp_path / "gappy.edf")  # the cross-check reads every annotation
+    assert sum(a.text.startswith("gap") for a in edf.annotations) == summary.gaps
+    with open_recording(tmp_path / "gappy.edf") as recording:
+        back = np.concatenate(list(recording.blocks()))
+    microvolts = FRONT_END.microvolts(volts)
+    assert np.array_equal(np.isnan(back), np.isnan(microvolts))
+    assert np.allclose(back, microvolts, rtol=0, atol=1e-9, equal_nan=True)
+
+
+def test_a_night_needing_more_annotations_than_edf_plus_holds_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    volts = random_codes(1000, 13, missing=0.5)  # one record: room for 64 annotations
+    record(tmp_path / "night", volts)
+    export_fails(capsys, tmp_path / "night", tmp_path / "x.edf", "holds at most 64")
+
+
+def test_quality_changes_are_one_short_annotation_per_problem(tmp_path: Path) -> None:
+    night_dir = tmp_path / "night"
+    record(night_dir, random_codes(3000, 14, missing=0.0))
+    change = {"type": "quality", "channel": "right_calf", "at_s": 1.5,
+              "problems": ["electrode_off", "clipping", "mains", "gap"]}  # fmt: skip
+    with (night_dir / "events.jsonl").open("a") as handle:
+        handle.write(json.dumps(change) + "\n")
+        handle.write(json.dumps({**change, "at_s": 2.0, "problems": []}) + "\n")
+    export_edf(night_dir, tmp_path / "q.edf")
+    texts = {(a.onset, a.text) for a in edfio.read_edf(tmp_path / "q.edf").annotations}
+    for problem in ("electrode_off", "clipping", "mains", "gap"):
+        assert (1.5, f"quality right_calf {problem}") in texts
+    assert (2.0, "quality right_calf good") in texts
+
+
+EIGHT_HOURS = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import numpy as np
+    from tests import test_night_recording as t
+    rng = np.random.default_rng(0)
+    with t.recorder(Path(sys.argv[1])) as night:
+        for _ in range(48):  # 8 h at 1 kHz, two channels, 10 minutes at a time
+            volts = rng.integers(300, 700, (600_000, 2)) * t.MCP_LSB
+            volts[rng.random((600_000, 2)) < 1e-5] = np.nan
+            night.write(volts)
+""")
+PEAK = textwrap.dedent("""
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    {body}
+    with open("/proc/self/status") as status:  # this process's own high-water mark
+        print(next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM")))
+""")
+
+
+def peak_bytes(body: str) -> int:
+    code = PEAK.format(body=body)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return int(result.stdout.split()[-1])
+
+
+@pytest.mark.slow  # about 20 s: writes, exports and reads back an 8-hour night
+def test_an_eight_hour_night_exports_and_reads_back_in_bounded_memory(tmp_path: Path) -> None:
+    night_dir, out = tmp_path / "night", tmp_path / "night.edf"
+    subprocess.run([sys.executable, "-c", EIGHT_HOURS, str(night_dir)], cwd=REPO, check=True)
+    argv = ["export", str(night_dir), "--edf", str(out)]
+    export = f"from firmware_host.cli import main\nassert main({argv!r}) == 0"
+    assert peak_bytes(export) < 200 << 20
+    read = (
+        "from hardware.recordings import open_recording\n"
+        f"with open_recording({str(out)!r}) as r: assert sum(map(len, r.blocks())) == 28_800_000"
+    )
+    assert peak_bytes(read) < 200 << 20
+    assert edfio.read_edf(out, lazy_load_data=True).duration == 8 * 3600

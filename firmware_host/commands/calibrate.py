@@ -22,13 +22,18 @@ from firmware_host.calibration_file import save_calibration
 from firmware_host.commands.replay import (
     add_pipeline_options,
     add_recording_options,
-    channel_args,
+    open_for_command,
     pipeline_config,
 )
 from firmware_host.device import live_sources
-from hardware.recordings import RecordingError, open_recording
+from firmware_host.event_output import check_output_path
+from hardware.recordings import RecordingError
 
 PROG = "crampwatch calibrate"
+# Only these stretches are kept in memory: a resting floor needs a few minutes at most, an MVC
+# a few seconds of contraction (each repeat).
+MAX_REST_S = 600.0
+MAX_MVC_S = 120.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        check_output_path(args.out)
         if args.file is not None:
             calibrations, fs = _from_file(args)
             source = str(args.file)
@@ -118,22 +124,51 @@ def calibrations_from(
 def _from_file(args: argparse.Namespace) -> tuple[dict[str, ChannelCalibration], float]:
     if not args.rest:
         raise ValueError("say where the wearer rests: --rest START END (seconds)")
-    mvc_span = _span("--mvc", args.mvc) if args.mvc else None
-    with open_recording(
-        args.file, fs=args.fs, channels=channel_args(args.channels), units=args.units
-    ) as recording:
+    spans = [_span("--rest", args.rest, MAX_REST_S)]
+    if args.mvc:
+        spans.append(_span("--mvc", args.mvc, MAX_MVC_S))
+    with open_for_command(args) as recording:
         info = recording.info
         config = pipeline_config(args, info.fs, info.channels, info.units or "uV")
-        envelope = envelope_of(recording.blocks(), config)
+        pieces = envelope_spans(recording.blocks(), config, spans)
+    return calibrations_from(config, pieces[0], pieces[1] if args.mvc else None), config.fs
+
+
+def envelope_spans(
+    blocks: Iterable[np.ndarray], config: PipelineConfig, spans: list[tuple[float, float]]
+) -> list[np.ndarray]:
+    """The pipeline's envelope (hops x channels) inside each span of seconds, streamed: only the
+    spans are kept, and reading stops after the last one."""
+    pipeline = Pipeline(config, source_id="calibration")
     hop_s = config.envelope.hop_samples(config.fs) / config.fs
-    rest = _slice(envelope, hop_s, _span("--rest", args.rest))
-    contraction = _slice(envelope, hop_s, mvc_span) if mvc_span else None
-    return calibrations_from(config, rest, contraction), config.fs
+    pieces: list[list[np.ndarray]] = [[] for _ in spans]
+    hops = 0
+    last_end = max(end for _, end in spans)
+    for block in blocks:
+        envelope = pipeline.process(block).envelope
+        ends = (hops + np.arange(1, len(envelope) + 1)) * hop_s
+        for piece, (start, end) in zip(pieces, spans, strict=True):
+            piece.append(envelope[(ends > start) & (ends <= end)])
+        hops += len(envelope)
+        if hops * hop_s >= last_end:
+            break
+    else:
+        length_s = hops * hop_s
+        for start, end in spans:
+            if end > length_s + hop_s:
+                raise ValueError(
+                    f"{start:g}-{end:g} s is outside the recording, which is {length_s:.1f} s long"
+                )
+    width = (0, config.n_channels)
+    return [np.concatenate(piece) if piece else np.empty(width) for piece in pieces]
 
 
 def _guided(args: argparse.Namespace) -> tuple[dict[str, ChannelCalibration], float]:
     with_mvc = args.mvc is not None
     mvc_s = args.mvc_s if with_mvc else 0.0
+    _seconds("--rest-s", args.rest_s, MAX_REST_S)
+    if with_mvc:
+        _seconds("--mvc-s", mvc_s, MAX_MVC_S)
     live = live_sources.open_live(args, calibration_script=(args.rest_s, mvc_s))
     with live.source:
         live.source.start()
@@ -153,10 +188,20 @@ def _guided(args: argparse.Namespace) -> tuple[dict[str, ChannelCalibration], fl
     return calibrations_from(config, rest, contraction), config.fs
 
 
-def _span(flag: str, values: list[float]) -> tuple[float, float]:
-    if len(values) != 2 or not values[1] > values[0] >= 0:
+def _span(flag: str, values: list[float], longest: float) -> tuple[float, float]:
+    if len(values) != 2 or not values[1] > values[0] >= 0 or not np.isfinite(values[1]):
         raise ValueError(f"{flag} takes START END in seconds with END > START >= 0")
+    if values[1] - values[0] > longest:
+        raise ValueError(
+            f"{flag} spans {values[1] - values[0]:g} s; give at most {longest:g} s (only that "
+            "stretch is kept in memory, and it is plenty for a calibration)"
+        )
     return values[0], values[1]
+
+
+def _seconds(flag: str, value: float, longest: float) -> None:
+    if not 0 < value <= longest:
+        raise ValueError(f"{flag} {value:g}: give more than 0 and at most {longest:g} seconds")
 
 
 def _slice(envelope: np.ndarray, hop_s: float, span: tuple[float, float]) -> np.ndarray:

@@ -22,7 +22,12 @@ from dsp.config import ConfigError, PipelineConfig, ScalingConfig
 from dsp.evaluation import evaluate
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.commands.evaluate import write_annotations_csv
-from firmware_host.event_output import EventWriter, atomic_text_output, event_line
+from firmware_host.event_output import (
+    EventWriter,
+    atomic_text_output,
+    check_output_path,
+    event_line,
+)
 from firmware_host.run_summary import RunSummary
 from hardware.synthetic_emg import SyntheticEMG, plan_night
 
@@ -121,6 +126,8 @@ def run_terminal(args: argparse.Namespace) -> int:
         print("crampwatch demo: error: --hours must be between 0 and 24", file=sys.stderr)
         return 2
     try:
+        if args.out:
+            check_output_path(args.out)
         plan = plan_night(
             args.seed,
             duration_s=args.hours * 3600.0,

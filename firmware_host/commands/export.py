@@ -1,10 +1,11 @@
-"""`crampwatch export NIGHT --edf OUT.edf`: a recorded night as an EDF+ file.
+"""`crampwatch export NIGHT --edf OUT.edf`: a recorded night as an EDF+ file, written with pyedflib.
 
 The file is EDF+C (continuous): one signal per channel in microvolts at the electrodes
-(``(volts - offset) / gain x 1e6``) and an "EDF Annotations" signal with the recording start and end,
-marker presses (``marker button``), detected events (``cramp left_calf`` and ``movement right_calf``
-with their durations; a cramp still open when the night stopped is ``cramp left_calf unfinished``),
-quality changes (``quality left_calf electrode_off``) and gaps.
+(``(volts - offset) / gain x 1e6``) and annotations for the recording start and end, marker
+presses (``marker button``), detected events (``cramp left_calf`` and ``movement right_calf`` with
+their durations; a cramp still open when the night stopped is ``cramp left_calf unfinished``),
+quality changes (``quality left_calf electrode_off``, one annotation per problem, ``good`` when
+none) and gaps.
 
 Choices (EDF's header fields are 8 ASCII characters, its samples 16-bit integers):
 
@@ -17,9 +18,14 @@ Choices (EDF's header fields are 8 ASCII characters, its samples 16-bit integers
   1 s at 1000 Hz, 5 s (4472 samples) at an ADS1115's estimated 894.4 Hz. A rate no such record
   (up to 60 s) fits is written at the nearest rate one does and the difference reported.
 - Missing samples (NaN) hold the channel's last value, so any EDF reader sees a continuous signal,
-  and are annotated ``gap CHANNEL`` (``gap`` when every channel misses the same samples), split at
-  data-record boundaries so each note sits in the record it belongs to; crampwatch's own EDF reader
-  turns those stretches back into missing samples. The last record is filled up the same way.
+  and each run of them is annotated ``gap CHANNEL`` (``gap`` when every channel misses the same
+  samples); crampwatch's EDF reader turns those stretches back into missing samples. The last
+  record is filled up the same way.
+- EDFlib (pyedflib's C library) stores annotation times to 0.1 ms (so gaps land on whole samples
+  up to 5 kHz), annotation texts of up to 40 characters, and one annotation per annotation signal
+  and data record: the file gets as many annotation signals (up to 64) as its annotations need.
+  A night with more annotations than crampwatch reads back (hardware.recordings.limits) is
+  refused rather than written half.
 - The file is written in two streaming passes over the night (bounded memory for any length) to a
   temporary file that replaces OUT only when complete: a failed export leaves no partial file.
 """
@@ -29,26 +35,31 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections import defaultdict
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from dsp.config import ScalingConfig
 from firmware_host.device.night_recorder import Night, NightError, NightInfo, open_night
-from firmware_host.event_output import atomic_text_output
+from firmware_host.event_output import OutputPathError, atomic_path, check_output_path
+from hardware.recordings.limits import MAX_EDF_ANNOTATIONS
 
 PROG = "crampwatch export"
 DIGITAL_MIN, DIGITAL_MAX = -32768, 32767
 MAX_RECORD_S = 60
 CHUNK_SAMPLES = 1 << 16
+MAX_ANNOTATION_SIGNALS = 64  # EDFlib's limit
+ANNOTATION_CHARS = 40  # EDFlib writes at most this much of an annotation's text
+ANNOTATION_RESOLUTION_S = 1e-4  # EDFlib's unit for annotation onsets and durations
+_EDFLIB_ANNOTATION_BYTES = 114  # per annotation signal and data record
 _SEARCH_CODES = 4096  # how far beyond the data a nicely written physical limit is looked for
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_EXTRA_HINT = (
+    "pip install 'crampwatch[pi]' on a 64-bit Raspberry Pi OS, 'crampwatch[research]' elsewhere"
+)
 
 
 class ExportError(ValueError):
@@ -72,7 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         summary = export_edf(args.night, args.edf)
-    except (NightError, ExportError) as error:
+    except (NightError, ExportError, OutputPathError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
@@ -121,9 +132,7 @@ class ExportSummary:
 
 def export_edf(night_dir: Path, out: Path) -> ExportSummary:
     """Write the night in `night_dir` as EDF+C to `out` (all or nothing)."""
-    out = Path(out)
-    if out.is_dir():
-        raise ExportError(f"{out} is a directory; give the path of the .edf file to write")
+    pyedflib = _pyedflib()
     night = open_night(Path(night_dir))
     info = night.info
     if info.n_samples == 0:
@@ -131,21 +140,29 @@ def export_edf(night_dir: Path, out: Path) -> ExportSummary:
             f"{night_dir} holds no samples (the recorder stopped before the first second was "
             "written); there is nothing to export"
         )
+    out = check_output_path(Path(out), "--edf")
     layout = record_layout(info.fs, info.n_samples)
+    _check_annotation_resolution(layout.fs)
     labels = edf_labels(info.channels)
-    notes = _notes_by_record(night, layout, labels)
-    survey = _survey(night, layout, labels, notes)
+    notes = _notes(night, layout, labels)
+    survey = _survey(night, layout, labels)
+    n_annotations = _check_annotation_count(len(notes) + survey.gaps, layout)
     scales = [
         digital_scale(info.scaling, info.step, lo, hi)
         for lo, hi in zip(survey.low, survey.high, strict=True)
     ]
-    header = edf_header(info, labels, scales, layout, survey.annotation_bytes // 2)
-    with atomic_binary_output(out) as stream:
-        stream.write(header)
-        _write_records(stream, night, layout, labels, scales, notes, survey.annotation_bytes)
-    warnings = list(night.warnings)
+    with atomic_path(out, "--edf") as temp:
+        writer = _open_writer(pyedflib, temp, info, labels, scales, layout, n_annotations)
+        try:
+            for onset_s, duration_s, text in notes:
+                _annotate(writer, onset_s, duration_s, text)
+            _write_records(writer, night, layout, labels, scales)
+        finally:
+            writer.close()
+        _check_written(temp, labels, layout, n_annotations)
+    warnings_ = list(night.warnings)
     if layout.rate_error:
-        warnings.append(
+        warnings_.append(
             f"{info.fs:g} Hz fits no whole-second data record up to {MAX_RECORD_S} s; written at "
             f"{layout.fs:.6g} Hz ({layout.rate_error:+.2e} relative)"
         )
@@ -156,19 +173,42 @@ def export_edf(night_dir: Path, out: Path) -> ExportSummary:
         record_s=layout.record_s,
         n_records=layout.n_records,
         duration_s=info.duration_s,
-        annotations=sum(len(v) for v in notes.values()) + survey.gaps,
+        annotations=len(notes) + survey.gaps,
         gaps=survey.gaps,
         exact=all(s.exact for s in scales),
-        warnings=tuple(warnings),
+        warnings=tuple(warnings_),
     )
 
 
-@contextmanager
-def atomic_binary_output(path: Path) -> Iterator[BinaryIO]:
-    """A binary stream that becomes `path` only when the block finishes cleanly (the binary side of
-    event_output.atomic_text_output, whose temp-file, fsync and rename it reuses)."""
-    with atomic_text_output(path) as stream:
-        yield stream.buffer  # type: ignore[misc]
+def _pyedflib() -> Any:
+    try:
+        import pyedflib
+    except ImportError as error:
+        raise ExportError(
+            f"exporting EDF+ needs the 'pyedflib' package, which is not installed: {_EXTRA_HINT}"
+        ) from error
+    return pyedflib
+
+
+def _check_annotation_resolution(fs: float) -> None:
+    if fs * 2 * ANNOTATION_RESOLUTION_S >= 1.0:
+        raise ExportError(
+            f"the night is sampled at {fs:g} Hz; EDF+ annotations as EDFlib writes them resolve "
+            f"{ANNOTATION_RESOLUTION_S * 1e3:g} ms, so gaps would not land on whole samples above "
+            f"{0.5 / ANNOTATION_RESOLUTION_S:g} Hz - export it in another format"
+        )
+
+
+def _check_annotation_count(count: int, layout: RecordLayout) -> int:
+    capacity = MAX_ANNOTATION_SIGNALS * layout.n_records
+    if count > min(MAX_EDF_ANNOTATIONS, capacity):
+        raise ExportError(
+            f"the night needs {count:,} annotations (events, markers, quality changes and gaps); "
+            f"an EDF+ file of {layout.n_records} data records holds at most {capacity:,} and "
+            f"crampwatch reads back at most {MAX_EDF_ANNOTATIONS:,} - so many gaps mean the "
+            "signal was mostly lost; nothing was written"
+        )
+    return count
 
 
 # --- layout: data records ---------------------------------------------------------------------
@@ -336,9 +376,6 @@ def _clean(text: str) -> str:
     return "0" if text in ("-0", "") else text
 
 
-# --- annotations -----------------------------------------------------------------------------
-
-
 def edf_labels(channels: tuple[str, ...]) -> tuple[str, ...]:
     """EDF signal labels: printable ASCII, no spaces, at most 16 characters, unique."""
     labels: list[str] = []
@@ -357,41 +394,21 @@ def _printable(text: str) -> str:
     return "".join(c if 32 < ord(c) < 127 else "_" for c in text)
 
 
-def _stamp(microseconds: int, signed: bool = True) -> str:
-    """Seconds in EDF+ TAL notation (+12.5), from whole microseconds."""
-    sign = "-" if microseconds < 0 else "+"
-    seconds, fraction = divmod(abs(microseconds), 1_000_000)
-    text = f"{seconds}.{fraction:06d}".rstrip("0").rstrip(".")
-    return (sign if signed else "") + text
+# --- annotations -----------------------------------------------------------------------------
 
 
-def _tal(onset_us: int, text: str, duration_us: int | None = None) -> bytes:
-    timing = _stamp(onset_us)
-    if duration_us is not None:
-        timing += "\x15" + _stamp(max(0, duration_us), signed=False)
-    return f"{timing}\x14{text}\x14\x00".encode()
+Note = tuple[float, float | None, str]  # onset (s from the first sample), duration, text
 
 
-def _timekeeping(record: int, layout: RecordLayout, sub_us: int) -> bytes:
-    return f"{_stamp(sub_us + record * layout.record_s * 1_000_000)}\x14\x14\x00".encode()
-
-
-def _notes_by_record(
-    night: Night, layout: RecordLayout, labels: tuple[str, ...]
-) -> dict[int, list[bytes]]:
-    """Every annotation but the gaps, as TAL bytes, keyed by the data record its onset falls in."""
+def _notes(night: Night, layout: RecordLayout, labels: tuple[str, ...]) -> list[Note]:
+    """Every annotation but the gaps, by onset."""
     info = night.info
     label_of = dict(zip(info.channels, labels, strict=True))
-    sub_us = info.started.microsecond
-    record_us = layout.record_s * 1_000_000
-    notes: dict[int, list[bytes]] = defaultdict(list)
+    notes: list[Note] = []
     end_s = info.duration_s
 
     def add(at_s: float, text: str, duration_s: float | None = None) -> None:
-        onset_us = round(at_s * 1e6)
-        record = min(max(onset_us // record_us, 0), layout.n_records - 1)
-        duration = None if duration_s is None else round(duration_s * 1e6)
-        notes[record].append(_tal(sub_us + onset_us, text, duration))
+        notes.append((min(max(at_s, 0.0), end_s), duration_s, text))
 
     add(0.0, "recording start")
     open_cramps: dict[str, dict[str, Any]] = {}
@@ -401,14 +418,14 @@ def _notes_by_record(
         start = float(event["start_s"])
         add(start, f"cramp {_label(event, label_of)} unfinished", max(0.0, end_s - start))
     add(end_s, "recording end" if info.complete else "recording end (interrupted)")
-    return dict(notes)
+    return sorted(notes, key=lambda note: note[0])
 
 
 def _note_for(
     record: dict[str, Any],
     label_of: dict[str, str],
     open_cramps: dict[str, dict[str, Any]],
-    add: Any,
+    add: Callable[..., None],
 ) -> None:
     try:
         if "event_id" in record:
@@ -421,8 +438,8 @@ def _note_for(
         elif record.get("type") == "marker":
             add(float(record["at_s"]), f"marker {record.get('source', 'button')}")
         elif record.get("type") == "quality":
-            problems = ",".join(record.get("problems") or ()) or "good"
-            add(float(record["at_s"]), f"quality {_label(record, label_of)} {problems}")
+            for problem in record.get("problems") or ("good",):
+                add(float(record["at_s"]), f"quality {_label(record, label_of)} {problem}")
     except (KeyError, TypeError, ValueError):
         return  # a line the recorder did not write: nothing to annotate
 
@@ -432,34 +449,59 @@ def _label(record: dict[str, Any], label_of: dict[str, str]) -> str:
     return label_of.get(channel, edf_labels((channel,))[0])
 
 
-def _gap_tals(
-    missing: np.ndarray,
-    first_record: int,
-    layout: RecordLayout,
-    labels: tuple[str, ...],
-    sub_us: int,
-) -> list[list[bytes]]:
-    """`gap` notes per record for missing samples (records, samples_per_record, channels)."""
-    k, spr, _ = missing.shape
-    if not missing.any():
-        return [[] for _ in range(k)]
-    runs: dict[tuple[int, int, int], list[int]] = defaultdict(list)
-    for channel in range(missing.shape[2]):
-        flags = np.zeros((k, spr + 2), dtype=np.int8)
-        flags[:, 1:-1] = missing[:, :, channel]
-        edges = np.diff(flags, axis=1)
-        rows, starts = np.nonzero(edges == 1)
-        _, stops = np.nonzero(edges == -1)
-        for row, start, stop in zip(rows.tolist(), starts.tolist(), stops.tolist(), strict=True):
-            runs[(row, start, stop)].append(channel)
-    per_record: list[list[bytes]] = [[] for _ in range(k)]
-    for (row, start, stop), channels in sorted(runs.items()):
-        first = (first_record + row) * spr
-        onset_us = round((first + start) / layout.fs * 1e6)
-        duration_us = round((first + stop) / layout.fs * 1e6) - onset_us
-        names = [""] if len(channels) == len(labels) else [f" {labels[c]}" for c in channels]
-        per_record[row].extend(_tal(sub_us + onset_us, f"gap{n}", duration_us) for n in names)
-    return per_record
+def _annotate(writer: Any, onset_s: float, duration_s: float | None, text: str) -> None:
+    """One annotation, its text in printable ASCII cut to what EDFlib keeps."""
+    clean = "".join(c if 32 <= ord(c) < 127 else "_" for c in text)[:ANNOTATION_CHARS]
+    duration = -1 if duration_s is None else max(0.0, duration_s)
+    if writer.writeAnnotation(max(0.0, onset_s), duration, clean) < 0:
+        raise ExportError(f"EDFlib refused the annotation {clean!r} at {onset_s:g} s")
+
+
+class _GapRuns:
+    """Runs of missing samples per channel, found block by block (a run may span blocks); a run
+    every channel shares is one `gap`, others are `gap CHANNEL`."""
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        self.open_since = np.full(len(labels), -1, dtype=np.int64)  # -1: no open run
+        self.position = 0
+
+    def feed(self, missing: np.ndarray) -> list[tuple[int, int, str]]:
+        """(first, stop, text) of the runs that end in this block (missing: samples x channels)."""
+        ended: list[tuple[int, int, int]] = []
+        for channel in range(missing.shape[1]):
+            flags = np.concatenate(([self.open_since[channel] >= 0], missing[:, channel], [False]))
+            edges = np.diff(flags.astype(np.int8))
+            starts = np.flatnonzero(edges == 1) + self.position
+            stops = np.flatnonzero(edges == -1) + self.position
+            if self.open_since[channel] >= 0:
+                starts = np.concatenate(([self.open_since[channel]], starts))
+            if len(stops) < len(starts):  # the last run goes on into the next block
+                self.open_since[channel] = starts[-1]
+                starts = starts[:-1]
+            else:
+                self.open_since[channel] = -1
+            ended.extend((int(a), int(b), channel) for a, b in zip(starts, stops, strict=True))
+        self.position += len(missing)
+        return self._texts(ended)
+
+    def finish(self) -> list[tuple[int, int, str]]:
+        """The runs still open at the end of the night."""
+        ended = [(int(s), self.position, c) for c, s in enumerate(self.open_since) if s >= 0]
+        self.open_since[:] = -1
+        return self._texts(ended)
+
+    def _texts(self, ended: list[tuple[int, int, int]]) -> list[tuple[int, int, str]]:
+        by_span: dict[tuple[int, int], list[int]] = {}
+        for first, stop, channel in ended:
+            by_span.setdefault((first, stop), []).append(channel)
+        runs = []
+        for (first, stop), channels in sorted(by_span.items()):
+            if len(channels) == len(self.labels):
+                runs.append((first, stop, "gap"))
+            else:
+                runs.extend((first, stop, f"gap {self.labels[c]}") for c in channels)
+        return runs
 
 
 # --- the two passes ---------------------------------------------------------------------------
@@ -469,70 +511,111 @@ def _gap_tals(
 class _Survey:
     low: np.ndarray
     high: np.ndarray
-    annotation_bytes: int  # per data record, even
     gaps: int
 
 
-def _record_chunks(night: Night, layout: RecordLayout) -> Iterator[tuple[int, np.ndarray]]:
-    """(first record, values of shape (records, samples_per_record, channels)), NaN padded."""
+def _record_chunks(night: Night, layout: RecordLayout) -> Iterator[np.ndarray]:
+    """Values of shape (records, samples_per_record, channels), the last record NaN padded."""
     spr = layout.samples_per_record
     per_chunk = max(1, CHUNK_SAMPLES // spr) * spr
-    record = 0
     for block in night.blocks(per_chunk):
         if len(block) % spr:
             pad = np.full((spr - len(block) % spr, block.shape[1]), np.nan)
             block = np.concatenate([block, pad])
-        values = block.reshape(-1, spr, block.shape[1])
-        yield record, values
-        record += len(values)
+        yield block.reshape(-1, spr, block.shape[1])
 
 
-def _survey(
-    night: Night, layout: RecordLayout, labels: tuple[str, ...], notes: dict[int, list[bytes]]
-) -> _Survey:
-    """First pass: each channel's range, and the annotation space the fullest record needs."""
+def _survey(night: Night, layout: RecordLayout, labels: tuple[str, ...]) -> _Survey:
+    """First pass: each channel's range, and how many gap annotations the night needs."""
     n_ch = len(labels)
     low, high = np.full(n_ch, np.inf), np.full(n_ch, -np.inf)
-    sub_us = night.info.started.microsecond
-    widest, gaps = 0, 0
-    for first, values in _record_chunks(night, layout):
+    runs, gaps = _GapRuns(labels), 0
+    for values in _record_chunks(night, layout):
         by_channel = np.ascontiguousarray(values.reshape(-1, n_ch).T)  # fast reductions
         low = np.fmin(low, np.fmin.reduce(by_channel, axis=1))  # fmin/fmax skip NaN
         high = np.fmax(high, np.fmax.reduce(by_channel, axis=1))
-        gap_notes = _gap_tals(np.isnan(values), first, layout, labels, sub_us)
-        for row, extra in enumerate(gap_notes):
-            record = first + row
-            size = len(_timekeeping(record, layout, sub_us))
-            size += sum(map(len, notes.get(record, ()))) + sum(map(len, extra))
-            widest = max(widest, size)
-            gaps += len(extra)
+        gaps += len(runs.feed(np.isnan(values.reshape(-1, n_ch))))
+    gaps += len(runs.finish())
     low[~np.isfinite(low)] = np.nan
     high[~np.isfinite(high)] = np.nan
-    return _Survey(low, high, widest + widest % 2, gaps)
+    return _Survey(low, high, gaps)
+
+
+def _open_writer(
+    pyedflib: Any,
+    path: Path,
+    info: NightInfo,
+    labels: tuple[str, ...],
+    scales: list[DigitalScale],
+    layout: RecordLayout,
+    n_annotations: int,
+) -> Any:
+    """An EDF+ writer with the header set (pyedflib keeps it until the first record)."""
+    writer = pyedflib.EdfWriter(str(path), len(labels), file_type=pyedflib.FILETYPE_EDFPLUS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyedflib warns whenever the duration is given
+            writer.setDatarecordDuration(layout.record_s)
+            writer.setSignalHeaders(
+                [
+                    {
+                        "label": label,
+                        "dimension": "uV",
+                        "sample_frequency": layout.fs,
+                        "physical_min": float(scale.physical_min),
+                        "physical_max": float(scale.physical_max),
+                        "digital_min": scale.digital_min,
+                        "digital_max": scale.digital_max,
+                        "transducer": "surface EMG electrodes",
+                        "prefilter": "",
+                    }
+                    for label, scale in zip(labels, scales, strict=True)
+                ]
+            )
+            writer.setEquipment(_printable(f"crampwatch_{info.device}"))
+            writer.setStartdatetime(info.started.replace(tzinfo=None))
+            signals = max(1, math.ceil(n_annotations / layout.n_records))
+            writer.set_number_of_annotation_signals(min(signals, MAX_ANNOTATION_SIGNALS))
+        # pyedflib up to 0.1.42 gives EDFlib the start's fraction of a second in the wrong unit
+        # (x100 instead of x10 per microsecond; fixed upstream after 0.1.42): set it again, in
+        # EDFlib's 100 ns, after the last header change.
+        set_subsecond = pyedflib._extensions._pyedflib.set_starttime_subsecond
+        if set_subsecond(writer.handle, info.started.microsecond * 10) < 0:
+            raise ExportError("EDFlib refused the start time's fraction of a second")
+    except BaseException:
+        writer.close()
+        raise
+    return writer
 
 
 def _write_records(
-    stream: BinaryIO,
+    writer: Any,
     night: Night,
     layout: RecordLayout,
     labels: tuple[str, ...],
     scales: list[DigitalScale],
-    notes: dict[int, list[bytes]],
-    annotation_bytes: int,
 ) -> None:
-    """Second pass: the data records, a chunk of records per write."""
-    sub_us = night.info.started.microsecond
+    """Second pass: the data records (ADC codes or scaled values as digital samples) and the gap
+    annotations, a chunk of records at a time."""
     held = np.array([s.offset / s.factor for s in scales])  # 0 uV until a first value is seen
-    for first, values in _record_chunks(night, layout):
-        missing = np.isnan(values)
-        flat = values.reshape(-1, values.shape[2])
+    runs = _GapRuns(labels)
+    for values in _record_chunks(night, layout):
+        k, spr, n_ch = values.shape
+        flat = values.reshape(-1, n_ch)
+        for first, stop, text in runs.feed(np.isnan(flat)):
+            _annotate_gap(writer, layout, first, stop, text)
         flat, held = _hold_missing(flat, held)
-        digital = [s.encode(flat[:, c]) for c, s in enumerate(scales)]
-        k, spr = values.shape[:2]
-        parts = [d.reshape(k, spr).view(np.uint8) for d in digital]
-        gap_notes = _gap_tals(missing, first, layout, labels, sub_us)
-        parts.append(_annotation_block(first, gap_notes, notes, layout, sub_us, annotation_bytes))
-        stream.write(np.concatenate(parts, axis=1).tobytes())
+        digital = [s.encode(flat[:, c]).reshape(k, spr) for c, s in enumerate(scales)]
+        records = np.concatenate(digital, axis=1).astype(np.int32)
+        for record in records:
+            if writer.blockWriteDigitalSamples(record) < 0:
+                raise OSError(f"EDFlib could not write data record to {writer.path}")
+    for first, stop, text in runs.finish():
+        _annotate_gap(writer, layout, first, stop, text)
+
+
+def _annotate_gap(writer: Any, layout: RecordLayout, first: int, stop: int, text: str) -> None:
+    _annotate(writer, first / layout.fs, (stop - first) / layout.fs, text)
 
 
 def _hold_missing(values: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -547,111 +630,27 @@ def _hold_missing(values: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.
     return filled, filled[-1].copy()
 
 
-def _annotation_block(
-    first: int,
-    gap_notes: list[list[bytes]],
-    notes: dict[int, list[bytes]],
-    layout: RecordLayout,
-    sub_us: int,
-    size: int,
-) -> np.ndarray:
-    rows = np.zeros((len(gap_notes), size), dtype=np.uint8)
-    for row, extra in enumerate(gap_notes):
-        record = first + row
-        if record >= layout.n_records:
-            break
-        data = b"".join([_timekeeping(record, layout, sub_us), *notes.get(record, ()), *extra])
-        rows[row, : len(data)] = np.frombuffer(data, dtype=np.uint8)
-    return rows
-
-
-# --- header ------------------------------------------------------------------------------------
-
-
-def edf_header(
-    info: NightInfo,
-    labels: tuple[str, ...],
-    scales: list[DigitalScale],
-    layout: RecordLayout,
-    annotation_samples: int,
-) -> bytes:
-    """The EDF+ header: 256 bytes, then 256 per signal (the channels and the annotations)."""
-    start = info.started
-    n_signals = len(labels) + 1
-    fixed = [
-        _field("0", 8),
-        _field("X X X X", 80),
-        _field(_recording_field(start, info.device), 80),
-        _field(_startdate(start), 8),
-        _field(f"{start:%H.%M.%S}", 8),
-        _field(str(256 * (n_signals + 1)), 8),
-        _field("EDF+C", 44),
-        _field(str(layout.n_records), 8),
-        _field(str(layout.record_s), 8),
-        _field(str(n_signals), 4),
-    ]
-    spr = str(layout.samples_per_record)
-    rows = [
-        (
-            label,
-            "surface EMG electrodes",
-            "uV",
-            s.physical_min,
-            s.physical_max,
-            str(s.digital_min),
-            str(s.digital_max),
-            "",
-            spr,
+def _check_written(
+    path: Path, labels: tuple[str, ...], layout: RecordLayout, n_annotations: int
+) -> None:
+    """EDFlib reports no error when it cannot finish the file (e.g. a full disk while it writes
+    the annotations at close): check that the file holds every record."""
+    signals = min(max(1, math.ceil(n_annotations / layout.n_records)), MAX_ANNOTATION_SIGNALS)
+    header = 256 * (len(labels) + signals + 1)
+    record = 2 * layout.samples_per_record * len(labels) + _EDFLIB_ANNOTATION_BYTES * signals
+    expected = header + layout.n_records * record
+    size = path.stat().st_size
+    if size < expected:
+        raise OSError(
+            28, f"the EDF+ file was cut short ({size:,} of {expected:,} bytes)", str(path)
         )
-        for label, s in zip(labels, scales, strict=True)
-    ]
-    rows.append(
-        (
-            "EDF Annotations",
-            "",
-            "",
-            "-1",
-            "1",
-            str(DIGITAL_MIN),
-            str(DIGITAL_MAX),
-            "",
-            str(annotation_samples),
-        )
-    )
-    widths = (16, 80, 8, 8, 8, 8, 8, 80, 8)
-    columns = [b"".join(_field(row[i], w) for row in rows) for i, w in enumerate(widths)]
-    reserved = b"".join(_field("", 32) for _ in rows)
-    header = b"".join(fixed) + b"".join(columns) + reserved
-    assert len(header) == 256 * (n_signals + 1)
-    return header
-
-
-def _recording_field(start: datetime, device: str) -> str:
-    date = f"{start.day:02d}-{_MONTHS[start.month - 1]}-{start.year}"
-    equipment = _printable(f"crampwatch_{device}")  # a subfield: no spaces
-    return f"Startdate {date} X X {equipment}"[:80]
-
-
-def _startdate(start: datetime) -> str:
-    """dd.mm.yy; EDF+ reads yy 85-99 as 19yy, 00-84 as 20yy, and 'yy' after 2084."""
-    year = f"{start.year % 100:02d}" if 1985 <= start.year <= 2084 else "yy"
-    return f"{start.day:02d}.{start.month:02d}.{year}"
-
-
-def _field(text: str, width: int) -> bytes:
-    raw = text.encode("ascii")
-    if len(raw) > width:
-        raise ExportError(f"EDF header field {text!r} is longer than {width} characters")
-    return raw.ljust(width, b" ")
 
 
 __all__ = [
     "ExportError",
     "ExportSummary",
     "add_parser",
-    "atomic_binary_output",
     "digital_scale",
-    "edf_header",
     "edf_labels",
     "export_edf",
     "record_layout",

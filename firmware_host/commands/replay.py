@@ -17,15 +17,23 @@ from dsp.config import (
     PipelineConfig,
     ScalingConfig,
 )
-from dsp.events import Event, QualityChange
+from dsp.events import Event, QualityChange, iso_utc
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.calibration_file import CalibrationFileError, load_calibration
-from firmware_host.event_output import OUTPUT_FORMATS, EventWriter, atomic_text_output
+from firmware_host.event_output import (
+    OUTPUT_FORMATS,
+    EventWriter,
+    atomic_text_output,
+    check_output_path,
+)
 from firmware_host.run_summary import RunSummary
-from hardware.recordings import Recording, RecordingError, open_recording
+from hardware.recordings import SUPPORTED_FORMATS, Recording, RecordingError, open_recording
+from hardware.recordings.errors import COMMAND_LINE
+from hardware.recordings.limits import MAX_BLOCK_ROWS, block_rows
 
 PROG = "crampwatch replay"
 DEFAULT_BLOCK = 65536
+DELIMITERS = ("comma", "tab", "semicolon", "whitespace")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +84,36 @@ def add_recording_options(parser: argparse.ArgumentParser) -> None:
         "--units",
         choices=("counts", "uV", "mV", "V"),
         help="units of the values, when the file does not say",
+    )
+    parser.add_argument(
+        "--file-format",
+        choices=SUPPORTED_FORMATS,
+        help="the recording's format, when its extension does not say (e.g. a .emg CSV)",
+    )
+    parser.add_argument(
+        "--delimiter",
+        choices=DELIMITERS,
+        help="text files: what separates the values (default: detected)",
+    )
+    parser.add_argument(
+        "--header",
+        action=argparse.BooleanOptionalAction,
+        help="text files: the first row names the columns (--no-header: it is data; default: "
+        "detected)",
+    )
+
+
+def open_for_command(args: argparse.Namespace) -> Recording:
+    """The recording the shared reading options describe; errors name those options."""
+    return open_recording(
+        args.file,
+        fs=args.fs,
+        channels=channel_args(args.channels),
+        units=args.units,
+        fmt=args.file_format,
+        delimiter=args.delimiter,
+        has_header=args.header,
+        option_names=COMMAND_LINE,
     )
 
 
@@ -169,13 +207,16 @@ def _calibration_for(
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with open_recording(
-            args.file, fs=args.fs, channels=channel_args(args.channels), units=args.units
-        ) as recording:
+        _check_block_size(args.block_size)
+        start = _parse_start(args.start)
+        if args.out is not None:
+            check_output_path(args.out)
+        with open_for_command(args) as recording:
             info = recording.info
             units = info.units or _assume_microvolts(info.path)
             config = pipeline_config(args, info.fs, info.channels, units)
-            start = _parse_start(args.start)
+            if start is None:
+                print(f"{PROG}: note: {RELATIVE_TIMES}", file=sys.stderr)
             with atomic_text_output(args.out) as stream:
                 summary = replay(
                     recording,
@@ -188,8 +229,30 @@ def run(args: argparse.Namespace) -> int:
     except (RecordingError, ConfigError, CalibrationFileError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"{PROG}: error: {_os_error_text(error)}", file=sys.stderr)
+        return 2
     print(summary.format_text(), file=sys.stderr)
+    if start is None:
+        print(f"  event times: {RELATIVE_TIMES}", file=sys.stderr)
     return 0
+
+
+RELATIVE_TIMES = (
+    "no --start given, so event times count from the first sample of the file, written as "
+    "1970-01-01T00:00:00Z (start_s and end_s are seconds from it); pass --start, e.g. "
+    "--start 2026-11-21T22:30:00Z, to date them"
+)
+
+
+def _check_block_size(rows: int) -> None:
+    if not 1 <= rows <= MAX_BLOCK_ROWS:
+        raise ValueError(f"--block-size {rows}: give 1 to {MAX_BLOCK_ROWS:,} rows")
+
+
+def _os_error_text(error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}; check the path and its permissions"
 
 
 def replay(
@@ -201,10 +264,14 @@ def replay(
     progress: bool = True,
     block_size: int = DEFAULT_BLOCK,
 ) -> RunSummary:
-    """Stream the recording through a fresh pipeline, writing as it goes; returns the totals."""
+    """Stream the recording through a fresh pipeline, writing as it goes; returns the totals.
+
+    Blocks are at most `block_size` rows and at most limits.BLOCK_BYTES of samples, and hold whole
+    ticks when a tick fits (the pipeline then never has to stitch a tick across blocks)."""
     pipeline = Pipeline(config, source_id=recording.info.source_id, session_start=start)
-    # Whole ticks per block: the pipeline then never has to stitch a tick across blocks.
-    block_size = max(1, round(block_size / pipeline.tick_samples)) * pipeline.tick_samples
+    block_size = block_rows(config.n_channels, block_size)
+    if block_size >= pipeline.tick_samples:
+        block_size = block_size // pipeline.tick_samples * pipeline.tick_samples
     summary = RunSummary(config.channels)
     bar = tqdm(
         total=recording.info.n_samples,
@@ -228,6 +295,7 @@ def replay(
             "file": str(recording.info.path),
             "source_id": recording.info.source_id,
             "fs": config.fs,
+            "start": None if start is None else iso_utc(start),
             **summary.as_dict(),
         }
     )

@@ -30,7 +30,7 @@ from firmware_host.device.daemon_config import (
     load_config,
     resolve,
 )
-from firmware_host.event_output import OUTPUT_FORMATS
+from firmware_host.event_output import OUTPUT_FORMATS, check_output_path
 from hardware.acquisition import AcquisitionError
 from hardware.recordings import RecordingError
 from messaging.broker import parse_broker
@@ -95,6 +95,8 @@ def settings(args: argparse.Namespace) -> argparse.Namespace:
         raise DaemonConfigError("source 'file' needs a recording: --play FILE or [source] file")
     if args.source == "file" and not Path(args.play).exists():
         raise DaemonConfigError(f"--play {args.play}: no such file")
+    if args.out:
+        check_output_path(Path(args.out))
     return args
 
 

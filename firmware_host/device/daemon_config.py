@@ -20,6 +20,7 @@ from messaging.broker import parse_broker
 from messaging.topics import check_device_id
 
 STATE_DIR = "~/.local/state/crampwatch"
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class DaemonConfigError(ValueError):
@@ -161,15 +162,33 @@ SECTIONS = tuple(dict.fromkeys(s.section for s in SETTINGS))
 def load_config(path: Path) -> dict[str, Any]:
     """The file's settings by `dest`, validated; raises DaemonConfigError."""
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        size = Path(path).stat().st_size
+        text = Path(path).read_text(encoding="utf-8") if size <= MAX_CONFIG_BYTES else None
     except FileNotFoundError:
         raise DaemonConfigError(
             f"{path}: no such file (write one with `crampwatch config example > {path}`)"
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DaemonConfigError(f"{path}: cannot read it ({error})") from None
+    if text is None:
+        raise DaemonConfigError(
+            f"{path}: {size:,} bytes is not a configuration file (the full example is about "
+            f"4 kB; at most {MAX_CONFIG_BYTES:,} bytes are read)"
+        )
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise DaemonConfigError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise DaemonConfigError(
+            f"{path}: its arrays or tables are nested too deeply to read; every setting is a "
+            "plain value or a flat list - see `crampwatch config example`"
+        ) from None
+    except ValueError:  # a number of thousands of digits (Python's int conversion limit)
+        raise DaemonConfigError(
+            f"{path}: it holds a number too long to read; every number here has a few digits - "
+            "see `crampwatch config example`"
+        ) from None
     return validate(raw, str(path))
 
 

@@ -27,6 +27,7 @@ from hardware.front_end import FrontEnd
 from hardware.mcp3008 import MCP3008Source, open_spi
 from hardware.mcp3008_sim import SimulatedMCP3008SPI
 from hardware.recordings import open_recording
+from hardware.recordings.errors import SIGNAL_OPTIONS
 from hardware.synthetic_emg import plan_night, scenario
 
 SIM_CHIPS = ("mcp3008", "ads1115")
@@ -263,7 +264,9 @@ def _file(args: argparse.Namespace) -> Live:
         raise ValueError("source kind 'file' needs a recording: --play FILE or [source] file")
     if args.speed < 0 or not math.isfinite(args.speed):
         raise ValueError("--speed must be >= 0 (0: as fast as possible)")
-    recording = open_recording(args.play, fs=args.signal_fs, units=args.signal_units)
+    recording = open_recording(
+        args.play, fs=args.signal_fs, units=args.signal_units, option_names=SIGNAL_OPTIONS
+    )
     clock = ScaledClock(args.speed) if args.speed > 0 else None
     return Live(FileSource(recording, clock=clock), None, None)
 

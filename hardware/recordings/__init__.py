@@ -21,11 +21,15 @@ bounded memory. Conventions:
   conversion: it states what the numbers are).
 - .npy is read with plain file reads, not a memory map: mapped pages count towards the resident
   set size, so a memory-mapped 8-hour file would show its full size in RSS. .npz members are read
-  whole (fine for short files); use .npy, EDF/BDF or WFDB for long recordings.
-- EDF and BDF are read by this package (header + data records with plain file reads): edfio reads
-  EDF lazily through a memory map (same RSS problem) and reads a whole BDF into memory. EDF+
-  annotations are available through `Recording.annotations()`. WFDB needs the optional `wfdb`
-  package (`pip install 'crampwatch[research]'`).
+  through the archive's decompressing streams, a few MiB at a time (never whole).
+- EDF and BDF (EDF+/BDF+ too) are read with pyedflib (EDFlib, C), channel by channel, a block at a
+  time; EDF+ annotations are available through `Recording.annotations()`, and `gap` annotations
+  read as missing samples. EDF/BDF and WFDB need optional packages
+  (`pip install 'crampwatch[research]'`).
+- Whatever a file or the arguments declare, memory stays bounded: rates, channels, line lengths,
+  array widths, archive members and annotations have limits (`hardware.recordings.limits`), and
+  what lies outside them is refused with a RecordingError. Its hints name the options as the caller
+  spells them (`option_names=`: Python arguments by default, command-line options for commands).
 """
 
 from hardware.recordings.errors import RecordingError

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hardware.recordings.edf import _open_edf
-from hardware.recordings.errors import RecordingError
+from hardware.recordings.errors import PYTHON, RecordingError, option
 from hardware.recordings.formats import (
     _FORMAT_ALIASES,
     _SUPPORTED_TEXT,
@@ -30,6 +30,7 @@ def open_recording(
     fmt: str | None = None,
     delimiter: str | None = None,
     has_header: bool | None = None,
+    option_names: Mapping[str, str] = PYTHON,
 ) -> Recording:
     """Open a recorded EMG file for streaming.
 
@@ -41,14 +42,37 @@ def open_recording(
     units: what the values are ("uV", "mV", "V", "counts"), overriding the file.
     fmt: "csv", "npy", "npz", "edf", "bdf" or "wfdb" instead of guessing from the extension.
     delimiter, has_header: text files only; detected when not given.
+    option_names: how error messages name these options (errors.PYTHON: as here; a command passes
+      its command-line names, e.g. errors.COMMAND_LINE).
+
+    Memory stays bounded whatever the file declares (see hardware.recordings.limits); what lies
+    outside the limits is refused with a RecordingError.
     """
+    try:
+        recording = _open(path, fs, channels, units, fmt, delimiter, has_header)
+    except RecordingError as error:
+        error.option_names = option_names
+        raise
+    recording.option_names = option_names
+    return recording
+
+
+def _open(
+    path: str | Path,
+    fs: float | None,
+    channels: Sequence[str | int] | None,
+    units: str | None,
+    fmt: str | None,
+    delimiter: str | None,
+    has_header: bool | None,
+) -> Recording:
     fs_given = _check_fs_argument(fs)
     override = normalize_units(units)
     kind, file_path = _resolve_format(Path(path).expanduser(), fmt)
     if kind != "csv" and (delimiter is not None or has_header is not None):
         raise RecordingError(
-            f"delimiter and has_header apply to text files only, and '{path}' is {kind}; "
-            "leave them out"
+            f"{option('delimiter')} and {option('header')}/{option('no_header')} apply to text "
+            f"files only, and '{path}' is {kind}; leave them out"
         )
     openers = {
         "csv": lambda: _open_text(file_path, fs_given, channels, override, delimiter, has_header),

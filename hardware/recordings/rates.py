@@ -7,7 +7,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from hardware.recordings.errors import RecordingError
+from hardware.recordings.errors import RecordingError, option
+from hardware.recordings.limits import RATE_RANGE, check_file_rate, rate_in_range
 
 _RATE_TOLERANCE = 1e-3  # relative: two sampling rates closer than this agree
 
@@ -27,14 +28,23 @@ def _rates_agree(a: float, b: float) -> bool:
 def _check_fs_argument(fs: float | None) -> float | None:
     if fs is None:
         return None
-    value = float(fs)
-    if not math.isfinite(value) or value <= 0:
-        raise RecordingError(f"sampling rate must be a positive number of Hz, got {fs!r}")
+    try:
+        value = float(fs)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not rate_in_range(value):
+        shown = repr(fs) if math.isnan(value) else f"{value:g}"
+        raise RecordingError(
+            f"{option('fs', shown)}: the sampling rate must be {RATE_RANGE} (surface EMG is "
+            "sampled at 1-4 kHz, needle EMG at up to about 50 kHz)"
+        )
     return value
 
 
 def _choose_rate(path: Path, given: float | None, found: Sequence[tuple[str, float]]) -> float:
     """The sampling rate: the file's own (all sources must agree) or the given one."""
+    for where, rate in found:
+        check_file_rate(path, where, rate)
     for i, (where_a, rate_a) in enumerate(found):
         for where_b, rate_b in found[i + 1 :]:
             if not _rates_agree(rate_a, rate_b):
@@ -46,12 +56,12 @@ def _choose_rate(path: Path, given: float | None, found: Sequence[tuple[str, flo
         for where, rate in found:
             if not _rates_agree(given, rate):
                 raise RecordingError(
-                    f"--fs {given:g} contradicts '{path}': {where} says {rate:g} Hz; "
-                    "leave --fs out to use the file's rate"
+                    f"{option('fs', f'{given:g}')} contradicts '{path}': {where} says {rate:g} "
+                    f"Hz; leave {option('fs')} out to use the file's rate"
                 )
         return given
     if found:
         return found[0][1]
     raise RecordingError(
-        f"no sampling rate in '{path}': the file does not state one; pass --fs HZ (fs= in Python)"
+        f"no sampling rate in '{path}': the file does not state one; pass {option('fs', 'HZ')}"
     )

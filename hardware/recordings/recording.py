@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -14,7 +14,8 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from hardware.closing import ClosedOnExit
-from hardware.recordings.errors import RecordingError
+from hardware.recordings.errors import PYTHON, RecordingError
+from hardware.recordings.limits import block_rows, check_rate_and_channels
 from hardware.recordings.units import _resolve_units
 
 _HASH_HEAD = 1 << 20
@@ -62,7 +63,8 @@ def _read_at(path: Path, handle: BinaryIO, offset: int, size: int) -> bytes:
 
 
 class _Reader(ABC):
-    """A format backend: yields float64 chunks (n, n_selected) of roughly `hint` rows."""
+    """A format backend: yields float64 chunks (n, n_selected) of roughly `hint` rows (fewer
+    when that many would take more than limits.READ_BYTES)."""
 
     @abstractmethod
     def chunks(self, hint: int) -> Iterator[np.ndarray]: ...
@@ -77,17 +79,31 @@ class _Reader(ABC):
 class Recording(ClosedOnExit):
     """An open recording: `info`, `blocks()` to stream its samples, and `close()`."""
 
-    def __init__(self, info: RecordingInfo, reader: _Reader, scale: np.ndarray | None = None):
+    def __init__(
+        self,
+        info: RecordingInfo,
+        reader: _Reader,
+        scale: np.ndarray | None = None,
+        option_names: Mapping[str, str] = PYTHON,
+    ):
         self.info = info
         self._reader = reader
         self._scale = scale
         self._closed = False
+        self.option_names = option_names  # how errors name the options (errors.PYTHON, ...)
 
-    def blocks(self, block_size: int = 65536) -> Iterator[np.ndarray]:
+    @property
+    def block_size(self) -> int:
+        """The default rows per block: 65536, fewer when that would exceed limits.BLOCK_BYTES."""
+        return block_rows(len(self.info.channels))
+
+    def blocks(self, block_size: int | None = None) -> Iterator[np.ndarray]:
         """Yield float64 arrays (block_size, n_channels); only the last may be shorter.
 
         Each call starts again at the first sample.
         """
+        if block_size is None:
+            block_size = self.block_size
         if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
             raise TypeError(f"block_size must be an int, got {block_size!r}")
         if block_size < 1:
@@ -96,17 +112,26 @@ class Recording(ClosedOnExit):
         return self._blocks(int(block_size))
 
     def _blocks(self, block_size: int) -> Iterator[np.ndarray]:
-        return rechunk(self._scaled_chunks(max(block_size, 4096)), block_size)
+        hint = max(block_size, block_rows(len(self.info.channels), 4096))
+        return rechunk(self._scaled_chunks(hint), block_size)
 
     def _scaled_chunks(self, hint: int) -> Iterator[np.ndarray]:
-        for chunk in self._reader.chunks(hint):
-            self._check_open()
-            yield chunk * self._scale if self._scale is not None else chunk
+        try:
+            for chunk in self._reader.chunks(hint):
+                self._check_open()
+                yield chunk * self._scale if self._scale is not None else chunk
+        except RecordingError as error:
+            error.option_names = self.option_names
+            raise
 
     def annotations(self) -> list[FileAnnotation]:
         """Annotations stored in the file (EDF+), as (onset_s, duration_s, text); else []."""
         self._check_open()
-        return self._reader.annotations()
+        try:
+            return self._reader.annotations()
+        except RecordingError as error:
+            error.option_names = self.option_names
+            raise
 
     def close(self) -> None:
         """Close the recording; further reads raise RecordingError."""
@@ -182,6 +207,7 @@ def _new_recording(
     hashes `source` (default: `path`) plus `source_extra`.
     """
     unit, scale = _resolve_units(path, channels, declared, override)
+    check_rate_and_channels(path, fs, len(channels))
     info = RecordingInfo(
         path=info_path or path,
         format=kind,

@@ -17,8 +17,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from hardware.recordings.channels import _select_channels, _unique_names
-from hardware.recordings.errors import RecordingError
+from hardware.recordings.errors import RecordingError, option
 from hardware.recordings.formats import _SUPPORTED_TEXT
+from hardware.recordings.limits import HEAD_CHARS, MAX_LINE_CHARS, read_rows
 from hardware.recordings.rates import _choose_rate, _snap_rate
 from hardware.recordings.recording import Recording, _new_recording, _Reader
 from hardware.recordings.units import _canonical_unit, _declared_unit, _is_other_unit
@@ -40,7 +41,6 @@ _DELIMITER_NAMES = {
 _PREAMBLE_MAX_LINES = 1000
 _PROBE_DATA_ROWS = 1000
 _RUN = 5  # consecutive numeric rows that mark the start of the data
-_MAX_LINE_CHARS = 1 << 20
 _TEXT_CHUNK_CHARS = 1 << 18  # text parsed per step: about 12 000 rows of a 2-channel CSV
 _COMMENT_PREFIXES = ("#", "%")
 _TIME_NAME = re.compile(
@@ -107,10 +107,10 @@ def _detect_encoding(path: Path) -> str:
         head = handle.read(65536)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if b"\x00" in head:
+    nul = head.find(b"\x00")
+    if nul >= 0 and b"\n" not in head[:nul]:  # NULs after whole lines: damage, found by line
         raise RecordingError(
-            f"'{path}' looks binary (it contains NUL bytes), not text; if it is another format, "
-            f"pass it explicitly (fmt=); {_SUPPORTED_TEXT}"
+            f"'{path}' looks binary (it contains NUL bytes), not text; {_SUPPORTED_TEXT}"
         )
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
@@ -123,19 +123,41 @@ def _detect_encoding(path: Path) -> str:
 
 
 def _read_head_lines(path: Path, encoding: str, limit: int) -> list[str]:
-    lines = []
+    """The first `limit` lines, or fewer: at most about HEAD_CHARS characters."""
+    lines: list[str] = []
+    chars = 0
     with path.open(encoding=encoding, errors="replace", newline=None) as handle:
-        for _ in range(limit):
-            line = handle.readline(_MAX_LINE_CHARS)
+        while len(lines) < limit and chars < HEAD_CHARS:
+            line = _read_line(path, handle, len(lines) + 1)
             if not line:
                 break
-            if len(line) >= _MAX_LINE_CHARS and not line.endswith("\n"):
-                raise RecordingError(
-                    f"line {len(lines) + 1} of '{path}' is longer than {_MAX_LINE_CHARS} "
-                    "characters; this is not a text recording with one sample per line"
-                )
             lines.append(line)
+            chars += len(line)
     return lines
+
+
+def _read_line(path: Path, handle: TextIO, line_no: int) -> str:
+    """One line of at most MAX_LINE_CHARS characters ('' at the end of the file)."""
+    line = handle.readline(MAX_LINE_CHARS + 1)
+    _check_text(path, line, line_no)
+    if len(line) > MAX_LINE_CHARS:
+        raise RecordingError(
+            f"line {line_no} of '{path}' is longer than {MAX_LINE_CHARS:,} characters; this is "
+            "not a text recording with one sample per line (or it is damaged from there)"
+        )
+    return line
+
+
+def _check_text(path: Path, text: str, first_line_no: int) -> None:
+    """Refuse NUL characters: what a power cut while writing leaves at the end of a file."""
+    at = text.find("\x00")
+    if at >= 0:
+        line_no = first_line_no + text.count("\n", 0, at)
+        raise RecordingError(
+            f"line {line_no:,} of '{path}' holds NUL bytes (what a power cut or crash while "
+            f"writing leaves): the recording is damaged from there; keep the lines before it "
+            f"(e.g. head -n {line_no - 1} FILE > FIXED) and replay that"
+        )
 
 
 def _is_comment(line: str) -> bool:
@@ -223,12 +245,15 @@ def _find_data_start(
         line_no = content[first] + 1
         raise RecordingError(
             f"line {line_no} of '{path}' is not a row of numbers "
-            f"({lines[content[first]].strip()[:60]!r}) although has_header={has_header} says the "
-            "data starts there; check has_header and delimiter, or leave them out to detect them"
+            f"({lines[content[first]].strip()[:60]!r}) although "
+            f"{option('header' if has_header else 'no_header')} says the data starts there; "
+            f"check {option('header')}/{option('no_header')} and {option('delimiter')}, or leave "
+            "them out to detect them"
         )
     raise RecordingError(
         f"no data rows in '{path}': found no rows of numbers separated by commas, tabs, semicolons "
-        "or spaces in its first lines; check the file, or pass delimiter="
+        "or spaces in its first lines; check the file"
+        + option("delimiter", "D", ", or say which character separates the values with {}")
     )
 
 
@@ -355,7 +380,7 @@ def _check_header_row(path: Path, lines: Sequence[str], delimiter: str | None, n
     if len(fields) != ncols:
         raise RecordingError(
             f"the header row (line {first + 1}) of '{path}' has {len(fields)} fields but the data "
-            f"rows have {ncols}; fix the header, or pass has_header=False"
+            f"rows have {ncols}; fix the header" + option("no_header", clause=", or pass {}")
         )
 
 
@@ -641,7 +666,7 @@ def _text_rate(
         if axis.irregular_line is None:
             raise RecordingError(
                 f"the time column {layout.names[axis.col]!r} of '{path}' has fewer than two "
-                "values, so it gives no sampling rate; pass --fs HZ"
+                f"values, so it gives no sampling rate; pass {option('fs', 'HZ')}"
             )
         _raise_irregular(path, layout, axis.irregular_line, axis.step)
     return _choose_rate(path, fs, found), axis if from_time else None
@@ -652,7 +677,7 @@ def _raise_irregular(path: Path, layout: _TextLayout, line_no: int, step: float)
     raise RecordingError(
         f"the time column {name!r} of '{path}' is irregular at line {line_no} (the usual step is "
         f"{step:g} s): samples are missing or the clock jumped; replay needs evenly spaced samples "
-        "- fix or split the file, or pass --fs HZ to ignore the time column"
+        f"- fix or split the file, or pass {option('fs', 'HZ')} to ignore the time column"
     )
 
 
@@ -673,7 +698,7 @@ def _open_text(
         delimiter = _DELIMITER_NAMES[delimiter]
     layout, lines = _layout_text(path, delimiter, delimiter_given, has_header)
     parser = _TextParser(path, layout)
-    data_lines = lines[layout.data_start :]
+    data_lines = lines[layout.data_start :][: read_rows(8 * layout.ncols)]
     probe = parser.parse_slowly(data_lines, layout.data_start + 1)
     if len(probe) == 0:
         raise RecordingError(f"no data rows in '{path}' after its header; it holds no samples")
@@ -741,10 +766,10 @@ class _TextReader(_Reader):
         emitted = 0
         last_time = math.nan
         with self.path.open(encoding=layout.encoding, errors="replace", newline=None) as handle:
-            for _ in range(layout.data_start):
-                handle.readline()
+            for skipped in range(layout.data_start):
+                _read_line(self.path, handle, skipped + 1)
             line_no = layout.data_start + 1
-            for text in _text_chunks(handle, _TEXT_CHUNK_CHARS):
+            for text in _text_chunks(self.path, handle, line_no):
                 rows = self.parser.parse(text, line_no)
                 if self.axis is not None and len(rows):
                     self._check_time(rows, text, line_no, last_time)
@@ -780,12 +805,15 @@ class _TextReader(_Reader):
             )
 
 
-def _text_chunks(handle: TextIO, chars: int) -> Iterator[str]:
-    """Pieces of about `chars` characters that end at the end of a line."""
-    while text := handle.read(chars):
+def _text_chunks(path: Path, handle: TextIO, line_no: int) -> Iterator[str]:
+    """Pieces of about _TEXT_CHUNK_CHARS characters that end at the end of a line (the first
+    being line `line_no`); lines longer than MAX_LINE_CHARS and NUL characters are refused."""
+    while text := handle.read(_TEXT_CHUNK_CHARS):
         if not text.endswith("\n"):
-            text += handle.readline()
+            text += _read_line(path, handle, line_no + text.count("\n"))
+        _check_text(path, text, line_no)
         yield text
+        line_no += text.count("\n")
 
 
 def _text_lines(text: str) -> list[str]:

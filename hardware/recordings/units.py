@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.recordings.errors import RecordingError
+from hardware.recordings.errors import RecordingError, option
 
 _UNIT_ALIASES = {
     "uv": "uV",
@@ -84,7 +84,9 @@ def _resolve_units(
         shown = ", ".join(f"{n} ({u})" for n, u in known)
         raise RecordingError(
             f"the selected channels of '{path}' have incompatible units: {shown}; select "
-            "channels of one kind (--channel NAME), or pass --units to treat them alike"
+            "channels of one kind"
+            + option("channel", "NAME", " ({})")
+            + f", or pass {option('units', 'UNIT')} to treat them alike"
         )
     if other:
         return None, None
@@ -94,7 +96,9 @@ def _resolve_units(
         shown = ", ".join(f"{n} ({u})" for n, u in electrical)
         raise RecordingError(
             f"the selected channels of '{path}' mix ADC counts and volts: {shown}; select "
-            "channels of one kind (--channel NAME), or pass --units to treat them alike"
+            "channels of one kind"
+            + option("channel", "NAME", " ({})")
+            + f", or pass {option('units', 'UNIT')} to treat them alike"
         )
     if target == "counts" or all(u == target for _, u in electrical):
         return target, None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
+import math
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,14 @@ import numpy as np
 
 from hardware.recordings.channels import _default_channels, _select_channels, _unique_names
 from hardware.recordings.errors import RecordingError
+from hardware.recordings.limits import MAX_COLUMNS, read_rows
+from hardware.recordings.optional import import_optional, quiet_deprecations
 from hardware.recordings.rates import _choose_rate
 from hardware.recordings.recording import Recording, _new_recording, _Reader
 from hardware.recordings.units import _declared_unit
 
-_RESEARCH_HINT = "pip install 'crampwatch[research]'"
+_MAX_HEADER_BYTES = 1 << 20  # a .hea is a few lines; wfdb reads it whole
+_NUMBER_PART = re.compile(r"[/(]")
 _WFDB_BYTES_PER_SAMPLE = {
     "8": 1.0,
     "16": 2.0,
@@ -35,30 +38,17 @@ def _with_extra_suffix(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-@contextlib.contextmanager
-def _quiet_deprecations() -> Iterator[None]:
-    """Hide third-party deprecation noise (wfdb calls deprecated pandas APIs)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        yield
-
-
-def _import_optional(module: str, what: str) -> Any:
-    try:
-        with _quiet_deprecations():
-            return __import__(module)
-    except ImportError as error:
-        raise RecordingError(
-            f"reading {what} needs the '{module}' package, which is not installed: {_RESEARCH_HINT}"
-        ) from error
-
-
 def _read_wfdb_header(record: Path) -> Any:
-    wfdb = _import_optional("wfdb", "WFDB records")
+    wfdb = import_optional("wfdb", "WFDB records")
     hea = _with_extra_suffix(record, ".hea")
+    if hea.stat().st_size > _MAX_HEADER_BYTES:
+        raise RecordingError(
+            f"'{hea}' is {hea.stat().st_size:,} bytes, not a WFDB header (a few lines); check "
+            "the file"
+        )
+    lines = _check_header_text(hea)
     try:
-        with _quiet_deprecations():
+        with quiet_deprecations():
             header = wfdb.rdheader(str(record))
     except Exception as error:
         raise RecordingError(
@@ -69,7 +59,67 @@ def _read_wfdb_header(record: Path) -> Any:
             f"'{hea}' is a multi-segment WFDB record or has no signals; only single-segment "
             "records are supported - convert it with wfdb (e.g. rdrecord + wrsamp)"
         )
+    if header.n_sig > MAX_COLUMNS:
+        raise RecordingError(
+            f"'{hea}' declares {header.n_sig:,} signals; crampwatch reads records of at most "
+            f"{MAX_COLUMNS:,} - check the header"
+        )
+    _check_wfdb_parsed(hea, header, lines)
     return header
+
+
+def _check_header_text(hea: Path) -> list[list[str]]:
+    """wfdb reads a rate or gain it cannot parse ('-1000', 'nan', '1e300') as its default (250 Hz,
+    200 per unit) or as a part of it ('1'): check the header's own numbers first. Returns the
+    header's lines as fields (comments left out)."""
+    lines = [
+        line.split()
+        for line in hea.read_text(encoding="latin-1").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    fs = _header_number(lines[0], 2) if lines else None
+    if fs is not None and not (math.isfinite(fs[1]) and fs[1] > 0):
+        raise RecordingError(
+            f"'{hea}' gives the sampling rate as {fs[0]!r}, which is not a positive number of Hz; "
+            "fix the header's first line"
+        )
+    for i, fields in enumerate(lines[1:]):
+        gain = _header_number(fields, 2)
+        if gain is not None and not math.isfinite(gain[1]):
+            raise RecordingError(
+                f"'{hea}' gives the gain of signal {i} ({' '.join(fields[8:]) or '?'!r}) as "
+                f"{gain[0]!r}, which is not a number of ADC units per physical unit; fix that "
+                "line of the header"
+            )
+    return lines
+
+
+def _check_wfdb_parsed(hea: Path, header: Any, lines: list[list[str]]) -> None:
+    """What wfdb made of the numbers must be what the header says (it reads '1e300' as 1)."""
+    fs = _header_number(lines[0], 2)
+    if fs is not None and fs[1] != header.fs:
+        raise RecordingError(
+            f"'{hea}' gives the sampling rate as {fs[0]!r}, which wfdb reads as {header.fs:g} Hz; "
+            "write it as a plain number in the header's first line"
+        )
+    for i, fields in enumerate(lines[1 : 1 + header.n_sig]):
+        gain = _header_number(fields, 2)
+        if gain is not None and gain[1] not in (0.0, header.adc_gain[i]):  # 0: wfdb's default
+            raise RecordingError(
+                f"'{hea}' gives the gain of signal {i} as {gain[0]!r}, which wfdb reads as "
+                f"{header.adc_gain[i]:g}; write it as a plain number in that line of the header"
+            )
+
+
+def _header_number(fields: list[str], index: int) -> tuple[str, float] | None:
+    """(text, value) of the number that starts header field `index` (None when it is absent)."""
+    if len(fields) <= index:
+        return None
+    text = _NUMBER_PART.split(fields[index])[0]
+    try:
+        return text, float(text)
+    except ValueError:
+        return text, math.nan
 
 
 def _wfdb_files(record: Path, header: Any) -> dict[str, list[int]]:
@@ -129,7 +179,7 @@ def _open_wfdb(
     rate = _choose_rate(record, fs, [("its header", float(header.fs))])
     hea = _with_extra_suffix(record, ".hea")
     return _new_recording(
-        _WfdbReader(record, int(header.sig_len), picked),
+        _WfdbReader(record, int(header.sig_len), picked, header.n_sig),
         record,
         kind="wfdb",
         fs=rate,
@@ -144,17 +194,19 @@ def _open_wfdb(
 
 
 class _WfdbReader(_Reader):
-    def __init__(self, record: Path, n: int, picked: list[int]):
+    def __init__(self, record: Path, n: int, picked: list[int], n_signals: int):
         self.record = record
         self.n = n
         self.picked = picked
+        self.n_signals = n_signals
 
     def chunks(self, hint: int) -> Iterator[np.ndarray]:
-        wfdb = _import_optional("wfdb", "WFDB records")
-        for start in range(0, self.n, hint):
-            stop = min(self.n, start + hint)
+        wfdb = import_optional("wfdb", "WFDB records")
+        step = min(hint, read_rows(24 * self.n_signals))  # wfdb's digital and physical copies
+        for start in range(0, self.n, step):
+            stop = min(self.n, start + step)
             try:
-                with _quiet_deprecations():
+                with quiet_deprecations():
                     rec = wfdb.rdrecord(
                         str(self.record),
                         sampfrom=start,
