@@ -33,7 +33,8 @@ KIND_CODES, KIND_FLOAT = 1, 2
 FLAG_MISSING = 1
 ESCAPE = -128
 HEADER = struct.Struct("<BBQII")
-MAX_RECORD_FRAMES = 1 << 20  # a record longer than this is damage, not data
+RECORD_FRAMES = 1 << 15  # frames per record at most, so that a record decodes in a few MB
+MAX_RECORD_FRAMES = 1 << 16  # a record longer than this is damage, not data
 LEVEL = 6  # zlib level: 1 is 3x faster and about 10 % larger (benchmarks/night_storage.py)
 _READ_BYTES = 1 << 16
 _MAX_INFLATE = 1 << 20
@@ -141,15 +142,21 @@ class SegmentWriter:
         return MAGIC
 
     def chunk(self, first_sample: int, values: np.ndarray) -> bytes:
-        """The bytes that append one record, flushed so that they decode on their own."""
-        payload = encode(first_sample, values)
-        return self._compressor.compress(payload) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        """The bytes that append `values` (as records of at most RECORD_FRAMES), flushed so that
+        they decode on their own."""
+        parts = [
+            self._compressor.compress(encode(first_sample + at, values[at : at + RECORD_FRAMES]))
+            for at in range(0, len(values), RECORD_FRAMES)
+        ]
+        return b"".join(parts) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
 
     @staticmethod
     def bound(values: np.ndarray) -> int:
         """At most how many bytes `chunk` appends for these values (for the disk budget)."""
         n, channels = values.shape
-        return HEADER.size + 4 * n * channels + 64
+        records = max(1, -(-n // RECORD_FRAMES))
+        raw = records * HEADER.size + 4 * n * channels
+        return raw + raw // 1000 + 64  # zlib's worst case adds a few bytes per 16 KB block
 
 
 def read_records(handle: BinaryIO, channels: int, problems: list[str]) -> Iterator[Record]:
