@@ -133,6 +133,7 @@ def validate_state(payload: dict[str, Any], device: str) -> dict[str, Any]:
     if _field(payload, "recorded_s", (int, float)) < 0:
         raise Refused("recorded_s is negative")
     _field(payload, "cramps_tonight", int)
+    _plm_figures(payload, "plm_tonight")
     channels = _field(payload, "channels", dict)
     if not channels:
         raise Refused("channels is empty")
@@ -143,7 +144,18 @@ def validate_state(payload: dict[str, Any], device: str) -> dict[str, Any]:
             raise Refused(f"channel {name!r} has an unknown state {channel['state']!r}")
         _time(channel, "since")
         _field(channel, "good_s", (int, float))
+        _plm_figures(channel, "plm")
     return payload
+
+
+def _plm_figures(payload: dict[str, Any], count_key: str) -> None:
+    """Periodic limb movement figures in a state message (optional: older devices lack them)."""
+    for name in (count_key, "plm_series"):
+        if _field(payload, name, int, optional=True) is not None and payload[name] < 0:
+            raise Refused(f"{name} is negative")
+    index = _field(payload, "plm_per_hour", (int, float), optional=True)
+    if index is not None and index < 0:
+        raise Refused("plm_per_hour is negative")
 
 
 def validate_marker(payload: dict[str, Any], device: str) -> dict[str, Any]:

@@ -181,7 +181,7 @@ class PlmFigures:
     plm: int = 0
     """CLMs in PLM series, cramp-related ones left out."""
     cramp_related: int = 0
-    series: int = 0
+    plm_series: int = 0
     scored_s: float = 0.0
     """Time with usable signal (the index's hours)."""
 

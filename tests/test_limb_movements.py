@@ -94,7 +94,7 @@ def series_at(onsets: list[float], dur: float = 2.0, channel: int = 0) -> list:
 def test_four_movements_10_to_90_s_apart_are_a_series() -> None:
     summary = score(envelope(300, series_at([20, 30, 120, 210])))
     left = summary.channels["left_calf"]
-    assert (left.leg_movements, left.candidates, left.plm, left.series) == (4, 4, 4, 1)
+    assert (left.leg_movements, left.candidates, left.plm, left.plm_series) == (4, 4, 4, 1)
     assert summary.combined.plm == 4
     (series,) = summary.series
     assert [m.start_s for m in series.movements] == pytest.approx([20, 30, 120, 210])
@@ -105,7 +105,7 @@ def test_four_movements_10_to_90_s_apart_are_a_series() -> None:
 def test_three_movements_are_not_a_series() -> None:
     summary = score(envelope(200, series_at([20, 50, 80])))
     left = summary.channels["left_calf"]
-    assert (left.candidates, left.plm, left.series) == (3, 0, 0)
+    assert (left.candidates, left.plm, left.plm_series) == (3, 0, 0)
     assert summary.series == ()
 
 
@@ -238,7 +238,7 @@ def test_lost_signal_ends_a_series_and_is_not_scored_time() -> None:
     scored[70:75, 0] = False  # the left electrode is off 70-75 s
     summary = score(envelope(200, series_at(onsets)), scored=scored)
     left = summary.channels["left_calf"]
-    assert (left.candidates, left.plm, left.series) == (6, 0, 0)
+    assert (left.candidates, left.plm, left.plm_series) == (6, 0, 0)
     assert left.scored_s == pytest.approx(195.0)
     assert summary.channels["right_calf"].scored_s == pytest.approx(200.0)
     # the right leg was scored all along: the combined legs were never without signal

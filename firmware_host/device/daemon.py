@@ -70,7 +70,8 @@ class Publisher:
                 self.outbox.put(self.topics.quality, payload, kind="quality")
             elif isinstance(record, StateChange):
                 self.states.change(record.channel, record.state, record.at_s)
-        if output.state_changes or elapsed_s - self._state_at_s >= STATE_REFRESH_S:
+        plm_changed = self.states.set_limb_movements(output.limb_movements)
+        if output.state_changes or plm_changed or elapsed_s - self._state_at_s >= STATE_REFRESH_S:
             self._put_state(elapsed_s)
         if output.records:
             self.link.kick()
@@ -229,6 +230,7 @@ class Outputs:
             self._recording(lambda recorder: recorder.write(samples))
         self.summary.add_events(output.events)
         self.summary.add_state_changes(output.state_changes)
+        self.summary.add_limb_movements(output.limb_movements)
         for record in output.records:
             self._record(record)
         if self.publisher is not None:

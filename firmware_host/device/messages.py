@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from dsp.events import STATE_SIGNAL_LOST, Event, QualityChange, iso_utc
+from dsp.limb_movements import LimbMovementSummary, PlmFigures
 from messaging.topics import (
     ENVELOPE_SCHEMA,
     MARKER_SCHEMA,
@@ -48,7 +49,8 @@ def marker_payload(device: str, wall: str, at_s: float, source: str) -> bytes:
 
 class ChannelStates:
     """The retained state message: per channel the state and since when, how much of the
-    session had good signal, and tonight's cramp count (cramps started this session)."""
+    session had good signal, and tonight's cramp count (cramps started this session); and the
+    periodic limb movements so far (WASM 2016 rules, per hour of good signal; sleep not known)."""
 
     def __init__(self, device: str, channels: tuple[str, ...], session_start: datetime) -> None:
         self.device = device
@@ -56,6 +58,15 @@ class ChannelStates:
         self.states = {c: ("idle", 0.0) for c in channels}
         self.lost_s = dict.fromkeys(channels, 0.0)  # closed signal-lost stretches
         self.cramps = 0
+        self.plm: LimbMovementSummary | None = None
+
+    def set_limb_movements(self, summary: LimbMovementSummary | None) -> bool:
+        """Take the latest PLM figures; True when a count changed (worth a state message)."""
+        if summary is None:
+            return False
+        before = self.plm
+        self.plm = summary
+        return before is None or _plm_counts(before) != _plm_counts(summary)
 
     def change(self, channel: str, state: str, at_s: float) -> None:
         previous, since = self.states[channel]
@@ -66,6 +77,7 @@ class ChannelStates:
         self.states[channel] = (state, at_s)
 
     def payload(self, elapsed_s: float) -> bytes:
+        plm = self.plm
         return to_json(
             {
                 "schema": STATE_SCHEMA,
@@ -73,12 +85,14 @@ class ChannelStates:
                 "session_start": iso_utc(self.session_start),
                 "recorded_s": round(elapsed_s, 3),
                 "cramps_tonight": self.cramps,
+                **(_plm_fields(plm.combined, "plm_tonight") if plm is not None else {}),
                 "channels": {
                     channel: {
                         "state": state,
                         "since": iso_utc(self.session_start + timedelta(seconds=at_s)),
                         "since_s": round(at_s, 3),
                         "good_s": round(max(0.0, elapsed_s - self._lost(channel, elapsed_s)), 3),
+                        **(_plm_fields(plm.channels[channel], "plm") if plm is not None else {}),
                     }
                     for channel, (state, at_s) in self.states.items()
                 },
@@ -89,6 +103,21 @@ class ChannelStates:
         state, since = self.states[channel]
         open_s = elapsed_s - since if state == STATE_SIGNAL_LOST else 0.0
         return self.lost_s[channel] + max(0.0, open_s)
+
+
+def _plm_counts(summary: LimbMovementSummary) -> tuple[int, ...]:
+    figures = [summary.combined, *summary.channels.values()]
+    return tuple(f.plm for f in figures) + tuple(f.plm_series for f in figures)
+
+
+def _plm_fields(figures: PlmFigures, count_key: str) -> dict[str, Any]:
+    """PLM count, series and index (per hour of good signal) for the state message."""
+    index = figures.plm_per_hour
+    return {
+        count_key: figures.plm,
+        "plm_series": figures.plm_series,
+        "plm_per_hour": round(index, 2) if index is not None else None,
+    }
 
 
 class EnvelopeSummary:
