@@ -243,6 +243,7 @@ class _SeriesGrammar:
         self._run_related: list[bool] = []
         self.closed: list[PlmSeries] = []
         self.leg_movements = self.candidates = self.plm = self.related = 0
+        self.judged: list[LegMovement] | None = None  # every LM, when asked to keep them
 
     def push(self, item: LegMovement | _Break) -> None:
         self._waiting.append(item)
@@ -276,6 +277,8 @@ class _SeriesGrammar:
     def _judge(self, lm: LegMovement) -> None:
         rules = self.rules
         self.leg_movements += 1
+        if self.judged is not None:
+            self.judged.append(lm)
         if not lm.candidate:
             self._close_run()
             return
@@ -500,6 +503,17 @@ class LimbMovementScorer:
         self._any_scored = False
         self.next_hop = 0
         self.finished = False
+
+    def keep_movements(self) -> None:
+        """Keep every LM of the legs combined for :meth:`movements` (for research and
+        comparisons; a night holds a few hundred). Call before the first tick."""
+        self._combined.judged = []
+
+    def movements(self) -> list[LegMovement]:
+        """Every settled LM of the legs combined, in time order (after :meth:`keep_movements`)."""
+        if self._combined.judged is None:
+            raise RuntimeError("call keep_movements() before scoring to list the movements")
+        return list(self._combined.judged)
 
     def note_events(self, events: list[Event]) -> None:
         """Take the detector's events (cramps are what matters here)."""
