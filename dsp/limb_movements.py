@@ -352,8 +352,16 @@ class _ChannelLM:
         """The earliest onset any LM of this channel not yet closed can have."""
         return self.tb.window_end_s((self.onset_hop if self.open else next_hop) - 1)
 
-    def walk(self, first_hop: int, values: list[float], on: float, off: float) -> list[LegMovement]:
+    def walk(self, first_hop: int, values: np.ndarray, on: float, off: float) -> list[LegMovement]:
         """Follow one tick's hops; return the LMs that ended in it."""
+        if self.onset_hop >= 0 and self._morph_ok and values.min() >= off:
+            self._below = 0  # an LM goes on through the whole tick (a cramp, a walk)
+            return []
+        return self._walk(first_hop, values.tolist(), on, off)
+
+    def _walk(
+        self, first_hop: int, values: list[float], on: float, off: float
+    ) -> list[LegMovement]:
         done: list[LegMovement] = []
         for i, v in enumerate(values):
             k = first_hop + i
@@ -593,7 +601,7 @@ class LimbMovementScorer:
                 continue
             leg.scored = True
             if leg.open or busy[t]:
-                for lm in leg.walk(tick_hop, env[t].tolist(), float(on[t]), float(off[t])):
+                for lm in leg.walk(tick_hop, env[t], float(on[t]), float(off[t])):
                     self._emit(c, lm)
 
     def _emit(self, c: int, lm: LegMovement) -> None:
