@@ -194,6 +194,7 @@ def validate_state(payload: dict[str, Any], device: str, received: datetime) -> 
     _number(payload, "cramps_tonight", low=0, high=1e6)
     if not isinstance(payload["cramps_tonight"], int):
         raise Refused("'cramps_tonight' must be a whole number")
+    _plm_figures(payload, "plm_tonight")
     channels = _field(payload, "channels", dict)
     if not channels:
         raise Refused("channels is empty")
@@ -209,7 +210,18 @@ def validate_state(payload: dict[str, Any], device: str, received: datetime) -> 
         _time(channel, "since", received)
         _number(channel, "since_s", optional=True, low=-MAX_SESSION_S, high=MAX_SESSION_S)
         _number(channel, "good_s", low=0.0, high=recorded_s + 1.0)
+        _plm_figures(channel, "plm")
     return payload
+
+
+def _plm_figures(payload: dict[str, Any], count_key: str) -> None:
+    """Periodic limb movement figures in a state message (optional: older devices lack them)."""
+    for name in (count_key, "plm_series"):
+        if _number(payload, name, optional=True, low=0, high=1e6) is not None and not isinstance(
+            payload[name], int
+        ):
+            raise Refused(f"{name!r} must be a whole number")
+    _number(payload, "plm_per_hour", optional=True, low=0.0, high=1e4)
 
 
 def validate_marker(payload: dict[str, Any], device: str, received: datetime) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from dataclasses import asdict, dataclass
 
 # Kinds a ground-truth segment can have. Only `cramp` is a cramp; `movement` covers turning over and
 # periodic limb movements; `walking` is rhythmic activity; `electrode_off`, `clipping` and `gap` are
-# bad-signal stretches; `prodrome` is the slow sub-threshold rise before a cramp.
+# bad-signal stretches; `prodrome` is the slow sub-threshold rise before a cramp; `ecg` is heartbeat
+# contamination, `fasciculation` a stretch of isolated motor-unit twitches and `standing` quiet
+# standing (tonic, sway-modulated calf activity), none of them cramps or movements.
 ANNOTATION_KINDS = (
     "cramp",
     "movement",
@@ -16,6 +18,9 @@ ANNOTATION_KINDS = (
     "clipping",
     "gap",
     "marker",
+    "ecg",
+    "fasciculation",
+    "standing",
 )
 
 

@@ -25,6 +25,7 @@ from dsp.filters import (
     envelope_lowpass_sos,
     hold_missing,
 )
+from dsp.limb_movements import LimbMovementRules, LimbMovementScorer, LimbMovementSummary
 from dsp.quality import QualityAssessor, TickQuality
 from dsp.scaling import Scaler
 
@@ -43,6 +44,8 @@ class PipelineOutput:
     quality_changes: list[QualityChange] = field(default_factory=list)
     records: list[Event | StateChange | QualityChange] = field(default_factory=list)
     """Everything above in the order it happened (the same order whatever the block split)."""
+    limb_movements: LimbMovementSummary | None = None
+    """Leg movements and PLM series scored so far (dsp.limb_movements)."""
 
 
 class Pipeline:
@@ -54,6 +57,7 @@ class Pipeline:
         *,
         source_id: str = "live",
         session_start: datetime | None = None,
+        limb_movement_rules: LimbMovementRules | None = None,
     ) -> None:
         self.config = config
         fs, n_ch = config.fs, config.n_channels
@@ -96,6 +100,7 @@ class Pipeline:
         self._pending_env = np.empty((0, n_ch))
         self._ticks_done = 0
         self._problems: list[tuple[str, ...]] = [() for _ in config.channels]
+        self.limb_movements = LimbMovementScorer(config, limb_movement_rules)
         self.samples_in = 0
         self.finished = False
 
@@ -125,6 +130,7 @@ class Pipeline:
             self._pending_scaled = np.concatenate([self._pending_scaled, scaled])
             self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
             self._pending_env = np.concatenate([self._pending_env, hops])
+        output.limb_movements = self.limb_movements.summary()
         return output
 
     def finish(self) -> PipelineOutput:
@@ -148,6 +154,9 @@ class Pipeline:
         for detector in self.detectors:
             detector.finish(next_hop)
         self._collect(output)
+        self.limb_movements.note_events(output.events)
+        self.limb_movements.finish()
+        output.limb_movements = self.limb_movements.summary()
         return output
 
     # ---- internals ------------------------------------------------------------------------------
@@ -232,12 +241,15 @@ class Pipeline:
         blocked = quality.blocking.tolist()
         # Ticks with more than a few dropouts have held envelope hops: they do not teach the floor.
         mostly_held = (quality.gap_fraction > self.config.quality.missing_hold_fraction).tolist()
+        resting_uv = np.empty((n_ticks, n_ch))
+        events_before = len(output.events)
         for t in range(n_ticks):
             first_hop = (self._ticks_done + t) * self.hops_per_tick
             at_s = first_hop * self.hop / self.config.fs
             for c, detector in enumerate(self.detectors):
                 problems = quality.problems(t, c) if any_problem[t, c] else ()
                 self._note_quality(c, problems, at_s, output)
+                resting_uv[t, c] = detector.floor.value if detector.floor.ready else np.nan
                 detector.process_tick(
                     first_hop,
                     env[t, :, c],
@@ -249,6 +261,9 @@ class Pipeline:
                     partly_missing=mostly_held[t][c],
                 )
             self._collect(output)
+        first_hop = self._ticks_done * self.hops_per_tick
+        self.limb_movements.note_events(output.events[events_before:])
+        self.limb_movements.process(first_hop, env, ~quality.blocking, resting_uv)
         self._ticks_done += n_ticks
 
     def _note_quality(

@@ -1,4 +1,5 @@
-"""Totals over a run (replay or live): events per channel and kind, time without usable signal."""
+"""Totals over a run (replay or live): events per channel and kind, time without usable signal,
+periodic limb movements."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsp.events import PHASE_ENDED, STATE_SIGNAL_LOST, Event, StateChange
+from dsp.limb_movements import LimbMovementSummary, PlmFigures
 
 
 @dataclass
@@ -19,6 +21,7 @@ class RunSummary:
     cramp_seconds: dict[str, float] = field(default_factory=dict)
     signal_lost_s: dict[str, float] = field(default_factory=dict)
     _lost_since: dict[str, float] = field(default_factory=dict)
+    limb_movements: LimbMovementSummary | None = None
 
     def add_events(self, events: list[Event]) -> None:
         for event in events:
@@ -29,6 +32,11 @@ class RunSummary:
                 self.cramp_seconds[event.channel] = (
                     self.cramp_seconds.get(event.channel, 0.0) + event.duration_s
                 )
+
+    def add_limb_movements(self, summary: LimbMovementSummary | None) -> None:
+        """The latest PLM figures (each pipeline output carries them all so far)."""
+        if summary is not None:
+            self.limb_movements = summary
 
     def add_state_changes(self, changes: list[StateChange]) -> None:
         for change in changes:
@@ -45,7 +53,8 @@ class RunSummary:
         for channel, since in list(self._lost_since.items()):
             self.signal_lost_s[channel] = self.signal_lost_s.get(channel, 0.0) + duration_s - since
             self._lost_since[channel] = duration_s
-        return {
+        plm = self.limb_movements
+        out: dict[str, Any] = {
             "duration_s": round(duration_s, 3),
             "channels": {
                 channel: {
@@ -53,18 +62,40 @@ class RunSummary:
                     "movements": self.counts[(channel, "movement")],
                     "cramp_s": round(self.cramp_seconds.get(channel, 0.0), 1),
                     "signal_lost_s": round(self.signal_lost_s.get(channel, 0.0), 1),
+                    **(_plm_fields(plm.channels[channel]) if plm is not None else {}),
                 }
                 for channel in self.channels
             },
         }
+        if plm is not None:
+            out["plm"] = plm.to_dict()
+        return out
 
     def format_text(self) -> str:
         duration_s = self.duration_s
         data = self.as_dict()
         lines = [f"recording: {duration_s / 3600:.2f} h ({duration_s:.1f} s)"]
         for channel, figures in data["channels"].items():
+            plm = f", {figures['plm']} PLM ({_per_hour(figures)})" if "plm" in figures else ""
             lines.append(
                 f"  {channel}: {figures['cramps']} cramp(s) ({figures['cramp_s']:.0f} s), "
                 f"{figures['movements']} movement(s), signal lost {figures['signal_lost_s']:.0f} s"
+                f"{plm}"
+            )
+        if "plm" in data:
+            combined = data["plm"]["combined"]
+            lines.append(
+                f"  legs together: {combined['plm']} PLM in {combined['plm_series']} series "
+                f"({_per_hour(combined)}; periodic limb movements during the recording, WASM 2016 "
+                "rules, sleep not known)"
             )
         return "\n".join(lines)
+
+
+def _plm_fields(figures: PlmFigures) -> dict[str, Any]:
+    return {"plm": figures.plm, "plm_per_hour": figures.to_dict()["plm_per_hour"]}
+
+
+def _per_hour(figures: dict[str, Any]) -> str:
+    index = figures["plm_per_hour"]
+    return "no good signal" if index is None else f"{index:.1f} per hour of good signal"

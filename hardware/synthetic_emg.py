@@ -55,6 +55,16 @@ import numpy as np
 from scipy import signal
 
 from dsp.annotations import Annotation
+from hardware.synthetic_physiology import (
+    ECG_SUPPORT_S,
+    EcgParams,
+    FasciculationParams,
+    Twitch,
+    ecg_beat,
+    heartbeat_times,
+    muap,
+    twitch_train,
+)
 
 __all__ = [
     "CHUNK_S",
@@ -67,6 +77,7 @@ __all__ = [
     "default_channel_names",
     "plan_night",
     "scenario",
+    "with_events",
 ]
 
 CHUNK_S = 10.0
@@ -99,8 +110,16 @@ _KIND_OF_STYLE = {
     "hum": "electrode_off",
     "clipping": "clipping",
     "gap": "gap",
+    "ecg": "ecg",
+    "fasciculation": "fasciculation",
+    "standing": "standing",
 }
-_ACTIVITY_STYLES = frozenset({"turnover", "plm", "walking", "prodrome", "cramp", "clipping"})
+_ACTIVITY_STYLES = frozenset(
+    {"turnover", "plm", "walking", "prodrome", "cramp", "clipping", "standing"}
+)
+_ADDITIVE_STYLES = frozenset({"ecg", "fasciculation"})
+PHYSIOLOGY_KINDS = ("ecg", "fasciculations", "standing")
+"""Event kinds of :func:`scenario` and :func:`with_events` built in hardware.synthetic_physiology."""
 _ELECTRODE_OFF_STYLES = frozenset({"flat", "railed", "hum"})
 
 
@@ -215,6 +234,23 @@ class NightPlan:
         """Segments of one style (e.g. "plm", "turnover", "cramp", "railed"), in time order."""
         return tuple(s for s in self.segments if s.style == style)
 
+    def heartbeats(self, channel: int | str) -> np.ndarray:
+        """Ground truth of the ECG on a channel: the R-peak times (s) of every beat, sorted."""
+        c = self.channel_index(channel)
+        beats = [_ecg_truth(s)[0] for s in self.segments if s.style == "ecg" and s.channel == c]
+        return np.sort(np.concatenate(beats)) if beats else np.empty(0)
+
+    def twitches(self, channel: int | str | None = None) -> tuple[Twitch, ...]:
+        """Ground truth of the fasciculations: every twitch (on one channel, or all), by time."""
+        c = None if channel is None else self.channel_index(channel)
+        out = [
+            twitch
+            for seg in self.segments
+            if seg.style == "fasciculation" and (c is None or seg.channel == c)
+            for twitch in _twitch_truth(seg)
+        ]
+        return tuple(sorted(out, key=lambda tw: (tw.time_s, tw.channel)))
+
     def floor_uv_at(self, t: np.ndarray | float) -> np.ndarray:
         """Rest floor (in-band RMS, uV) at times ``t`` (s): shape (len(t), n_channels)."""
         tt = np.atleast_1d(np.asarray(t, dtype=np.float64))
@@ -320,6 +356,20 @@ def _detail(seg: Segment) -> _Detail:
         n = 3
         freqs = tuple(rng.uniform(0.5, 3.0, n))
         return _Detail(freqs, tuple(rng.uniform(0, 2 * np.pi, n)), tuple(rng.uniform(0.4, 1.0, n)))
+    if seg.style == "standing":
+        # postural sway: a few slow components, weighted towards the slowest; weight shifting
+        # between the legs every 10-50 s
+        n = 4
+        freqs = tuple(np.exp(rng.uniform(np.log(0.05), np.log(0.8), n)))
+        weights = tuple(float(np.sqrt(0.05 / f)) for f in freqs)
+        shift = tuple(rng.uniform(0.02, 0.1, 2))
+        return _Detail(
+            freqs,
+            tuple(rng.uniform(0, 2 * np.pi, n)),
+            weights,
+            jitter_freqs=shift,
+            jitter_phases=tuple(rng.uniform(0, 2 * np.pi, 2)),
+        )
     if seg.style == "walking":
         period = seg.param("period_s", 1.1)
         n_strides = int((seg.end_s - seg.start_s) / period) + 8
@@ -342,6 +392,13 @@ def _segment_activity(seg: Segment, t: np.ndarray, floor: np.ndarray) -> np.ndar
             t, d.mod_freqs, d.mod_phases, d.mod_weights
         )
         return seg.level_uv * shape * mod
+    if seg.style == "standing":
+        sway = _slow_sum(t, d.mod_freqs, d.mod_phases, d.mod_weights)
+        shift = _slow_sum(t, d.jitter_freqs, d.jitter_phases, (1.0, 1.0))
+        mod = 1.0 + seg.param("depth", 0.35) * (0.7 * sway + 0.3 * seg.param("side", 1.0) * shift)
+        ramp_s = seg.param("ramp_s", 2.0)
+        ramp = _edge((t - s) / ramp_s) * _edge((e - t) / ramp_s)
+        return ramp * np.maximum(seg.param("ratio", 3.0) * mod - 1.0, 0.0) * floor
     if seg.style == "prodrome":
         x = np.clip((t - s) / max(e - s, 1e-9), 0.0, 1.0)
         return seg.param("gain", 0.5) * floor * x**1.5
@@ -370,6 +427,58 @@ def _segment_activity(seg: Segment, t: np.ndarray, floor: np.ndarray) -> np.ndar
         ramp = _edge((t - s) / 1.0) * _edge((e - t) / 1.0)
         return ramp * (low + (peak - low) * burst)
     return np.zeros_like(t)
+
+
+@lru_cache(maxsize=256)
+def _ecg_truth(seg: Segment) -> tuple[np.ndarray, np.ndarray, EcgParams]:
+    """R-peak times, RR intervals and waveform parameters of an ECG segment."""
+    params = EcgParams(
+        **{k: v for k, v in seg.params if k in EcgParams.__dataclass_fields__}  # type: ignore[arg-type]
+    )
+    times, rrs = heartbeat_times(params, seg.start_s, seg.end_s, seg.seed)
+    return times, rrs, params
+
+
+@lru_cache(maxsize=256)
+def _twitch_truth(seg: Segment) -> tuple[Twitch, ...]:
+    params = FasciculationParams(
+        min_interval_s=seg.param("min_interval_s", 0.5),
+        max_interval_s=seg.param("max_interval_s", 2.0),
+        n_units=int(seg.param("n_units", 3)),
+        peak_uv=(seg.param("peak_lo_uv", 30.0), seg.param("peak_hi_uv", 150.0)),
+        duration_s=(seg.param("duration_lo_s", 0.015), seg.param("duration_hi_s", 0.040)),
+    )
+    return twitch_train(params, seg.start_s, seg.end_s, seg.seed, int(seg.channel or 0))
+
+
+@lru_cache(maxsize=256)
+def _twitch_times(seg: Segment) -> np.ndarray:
+    return np.array([tw.time_s for tw in _twitch_truth(seg)])
+
+
+def _add_waveforms(y: np.ndarray, segs: Sequence[Segment], a: int, fs: float) -> None:
+    """Add the ECG beats and MUAPs of these segments to chunk y (starting at sample a)."""
+    n = y.shape[0]
+    t_lo, t_hi = a / fs, (a + n) / fs
+    for seg in segs:
+        if seg.style == "ecg":
+            times, rrs, params = _ecg_truth(seg)
+            pre, post = ECG_SUPPORT_S
+            k0, k1 = np.searchsorted(times, [t_lo - post, t_hi - pre])
+            for tb, rr in zip(times[k0:k1].tolist(), rrs[k0:k1].tolist(), strict=True):
+                i0 = max(math.ceil((tb + pre) * fs) - a, 0)
+                i1 = min(math.floor((tb + post) * fs) - a + 1, n)
+                if i1 > i0:
+                    y[i0:i1] += ecg_beat((a + np.arange(i0, i1)) / fs - tb, rr, params)
+        else:
+            twitches = _twitch_truth(seg)
+            k0, k1 = np.searchsorted(_twitch_times(seg), [t_lo - 0.05, t_hi + 0.05])
+            for tw in twitches[k0:k1]:
+                i0 = max(math.ceil(tw.start_s * fs) - a, 0)
+                i1 = min(math.floor(tw.end_s * fs) - a + 1, n)
+                if i1 > i0:
+                    t_rel = (a + np.arange(i0, i1)) / fs - tw.time_s
+                    y[i0:i1] += tw.peak_uv * muap(t_rel, tw.duration_s, tw.phases)
 
 
 class _Timed(Protocol):
@@ -715,6 +824,88 @@ def _clipping_segments(
     return out
 
 
+def _physiology_segments(
+    kind: str,
+    rng: np.random.Generator,
+    channels: Sequence[int],
+    start: float,
+    end: float,
+    overrides: Mapping[str, Any] | None = None,
+) -> list[Segment]:
+    """ECG, fasciculation or standing segments (hardware.synthetic_physiology) on the channels."""
+    ov = dict(overrides or {})
+    if kind == "ecg":
+        known = set(EcgParams.__dataclass_fields__)
+        unknown = set(ov) - known
+        if unknown:
+            raise ValueError(f"unknown ecg settings {sorted(unknown)}; use {sorted(known)}")
+        hr = float(ov.get("hr_bpm", rng.uniform(55.0, 85.0)))
+        if not 40.0 <= hr <= 180.0:
+            raise ValueError(f"ecg hr_bpm {hr:g} is outside 40-180 bpm")
+        rhythm = {
+            "hr_bpm": hr,
+            "resp_hz": float(rng.uniform(0.2, 0.33)),
+            "rsa_depth": float(rng.uniform(0.02, 0.06)),
+            "mayer_depth": float(rng.uniform(0.01, 0.04)),
+            "drift_depth": float(rng.uniform(0.03, 0.1)),
+            "jitter": float(rng.uniform(0.01, 0.025)),
+        }
+        out = []
+        for c in channels:
+            # one heart (the rhythm and the seed are shared); each lead sees its own waveform
+            drawn = {
+                **rhythm,
+                "r_uv": float(np.exp(rng.uniform(np.log(10.0), np.log(40.0)))),
+                "qrs_width": float(rng.uniform(0.8, 1.2)),
+                "rs_ratio": float(rng.uniform(0.1, 0.5)),
+            }
+            drawn.update({k: float(v) for k, v in ov.items()})
+            params = tuple(sorted(drawn.items()))
+            out.append(Segment("ecg", c, _r(start), _r(end), drawn["r_uv"], params, 0))
+        seed = _seed(rng)
+        return [replace(seg, seed=seed) for seg in out]
+    if kind == "fasciculations":
+        names = (
+            "min_interval_s",
+            "max_interval_s",
+            "n_units",
+            "peak_lo_uv",
+            "peak_hi_uv",
+            "duration_lo_s",
+            "duration_hi_s",
+        )
+        unknown = set(ov) - set(names)
+        if unknown:
+            raise ValueError(f"unknown fasciculation settings {sorted(unknown)}; use {names}")
+        params = tuple((k, float(ov[k])) for k in names if k in ov)
+        if (
+            not 0
+            < dict(params).get("min_interval_s", 0.5)
+            <= dict(params).get("max_interval_s", 2.0)
+        ):
+            raise ValueError("fasciculations need 0 < min_interval_s <= max_interval_s")
+        return [
+            Segment("fasciculation", c, _r(start), _r(end), 0.0, params, _seed(rng))
+            for c in channels
+        ]
+    if kind == "standing":
+        depth = float(ov.get("depth", rng.uniform(0.25, 0.5)))
+        ramp = float(ov.get("ramp_s", rng.uniform(1.0, 3.0)))
+        seed = _seed(rng)
+        out = []
+        for i, c in enumerate(channels):
+            ratio = float(ov.get("ratio", rng.uniform(2.0, 4.0)))
+            if not (ratio * (1.0 - depth) >= 1.0 and ratio > 1.0):
+                raise ValueError(
+                    f"standing ratio {ratio:g} with sway depth {depth:g} would dip below the floor"
+                )
+            params = (("ratio", ratio), ("depth", depth), ("side", 1.0 - 2.0 * (i % 2)),
+                      ("ramp_s", min(ramp, 0.25 * (end - start))))  # fmt: skip
+            out.append(Segment("standing", c, _r(start), _r(end), 0.0, params, seed))
+        return out
+    raise AssertionError(kind)
+
+
 def _sample_block(
     kind: str,
     rng: np.random.Generator,
@@ -972,12 +1163,16 @@ def scenario(
 ) -> NightPlan:
     """An explicit plan: ``events`` like ``[("cramp", 120, 180), ("movement", 600, 603, "ch0")]``.
 
-    Kinds: cramp, movement, walking, prodrome, electrode_off, clipping, gap. A 3-tuple puts the
+    Kinds: cramp, movement, walking, prodrome, electrode_off, clipping, gap, and the physiological
+    ecg, fasciculations and standing (hardware.synthetic_physiology). A 3-tuple puts the
     event on every channel (a gap: one annotation with channel None); a 4th element names the
     channel (name, index or None); an optional 5th is a dict of overrides, e.g. ``{"level_uv": 80}``
     (cramp: level_uv, rise_s, decay_s, mod_depth, prodrome_s, prodrome_gain; movement: level_uv,
     rise_s, fall_s; walking: level_uv, period_s, duty, low_ratio, jitter; electrode_off: mode
-    flat/railed/hum, value_uv, hum_uv; clipping: level_uv, swing_uv, swing_hz). Other parameters are
+    flat/railed/hum, value_uv, hum_uv; clipping: level_uv, swing_uv, swing_hz; ecg: hr_bpm, r_uv
+    and the other EcgParams fields; fasciculations: min_interval_s, max_interval_s, n_units,
+    peak_lo_uv, peak_hi_uv, duration_lo_s, duration_hi_s; standing: ratio (of the floor, 2-4),
+    depth (of the sway), ramp_s). Other parameters are
     drawn from ``seed``. Each cramp gets a 10-40 s prodrome before ``start`` (shortened so that it stays
     after 0 and after the previous event on its channel) unless ``prodrome=False``. Events may
     overlap here; activities then add. ``motion_artifacts`` are ``(start_s, duration_s, amplitude_uv
@@ -1058,10 +1253,12 @@ def scenario(
                 segments.append(Segment("gap", None, start, end))
             else:
                 segments.extend(Segment("gap", c, start, end) for c in chans)
+        elif kind in PHYSIOLOGY_KINDS:
+            segments.extend(_physiology_segments(kind, r_ev, cl, start, end, ov))
         else:
             raise ValueError(
                 f"unknown event kind {kind!r}; expected cramp, movement, walking, prodrome, "
-                "electrode_off, clipping or gap"
+                "electrode_off, clipping, gap, ecg, fasciculations or standing"
             )
         segments[n_before:] = [replace(seg, event=event) for seg in segments[n_before:]]
 
@@ -1087,6 +1284,45 @@ def scenario(
         mains_hz=float(mains_hz),
         rails_uv=rails,
         amp_noise_uv=float(amp_noise_uv),
+    )
+
+
+def with_events(plan: NightPlan, seed: int, events: Sequence[EventSpec]) -> NightPlan:
+    """``plan`` with physiological components added (any plan: a random night or a scenario).
+
+    ``events`` are ``(kind, start_s, end_s[, channel[, settings]])`` with kind ``ecg``,
+    ``fasciculations`` or ``standing`` (see :func:`scenario`); unset details are drawn from
+    ``seed``. Example: ECG under a whole random night on the left calf::
+
+        night = plan_night(3)
+        r = ecg_r_uv_for_envelope(3.5 * 4.5, 4.5, night.fs)
+        night = with_events(night, 1, [("ecg", 0, night.duration_s, "left_calf", {"r_uv": r})])
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
+    n_ch = plan.n_channels
+    first = max((s.event for s in plan.segments), default=-1) + 1
+    added: list[Segment] = []
+    for i, ev in enumerate(events):
+        if not 3 <= len(ev) <= 5:
+            raise ValueError(f"event must be (kind, start, end[, channel[, settings]]), got {ev!r}")
+        kind, start, end = str(ev[0]), float(ev[1]), float(ev[2])
+        if kind not in PHYSIOLOGY_KINDS:
+            raise ValueError(f"with_events adds {', '.join(PHYSIOLOGY_KINDS)}, not {kind!r}")
+        if not 0.0 <= start < end <= plan.duration_s:
+            raise ValueError(f"event {ev!r} must satisfy 0 <= start < end <= duration_s")
+        spec = ev[3] if len(ev) >= 4 else None
+        chans = list(range(n_ch)) if spec is None else [plan.channel_index(spec)]
+        if not all(0 <= c < n_ch for c in chans):
+            raise ValueError(f"channel {spec!r} is not one of {plan.channels}")
+        ov = dict(ev[4]) if len(ev) == 5 and ev[4] is not None else {}
+        segs = _physiology_segments(kind, rng, chans, start, end, ov)
+        added.extend(replace(seg, event=first + i) for seg in segs)
+    segments = sorted(
+        (*plan.segments, *added),
+        key=lambda s: (s.start_s, s.end_s, -1 if s.channel is None else s.channel),
+    )
+    return replace(
+        plan, segments=tuple(segments), annotations=_annotations(segments, plan.channels)
     )
 
 
@@ -1151,6 +1387,10 @@ class SyntheticEMG:
         chans = range(plan.n_channels)
         self._activity_segs = [
             _TimeIndex([s for s in segs if s.channel == c and s.style in _ACTIVITY_STYLES])
+            for c in chans
+        ]
+        self._additive_segs = [
+            _TimeIndex([s for s in segs if s.channel == c and s.style in _ADDITIVE_STYLES])
             for c in chans
         ]
         self._swing_segs = [
@@ -1261,6 +1501,9 @@ class SyntheticEMG:
             active = self._activity_segs[c].overlapping(t_lo, t_hi)
             env = floor_emg + _activity(active, c, tc, floor)
             y *= self._expand(env * self._noise_gain[c])
+            additive = self._additive_segs[c].overlapping(t_lo - 1.0, t_hi + 1.0)
+            if additive:
+                _add_waveforms(y, additive, a, fs)
             # slow additive parts: DC, wander, clipping swings
             base_c = cp.wander_uv * self._wander_sines[c](j0, n_ctrl) + cp.dc_offset_uv
             for seg in self._swing_segs[c].overlapping(t_lo, t_hi):

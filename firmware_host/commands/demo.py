@@ -182,6 +182,7 @@ def _show(
 ) -> None:
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
+    summary.add_limb_movements(output.limb_movements)
     for event in output.events:
         if writer:
             writer.event(event)

@@ -310,6 +310,7 @@ def _record(output: PipelineOutput, writer: EventWriter, summary: RunSummary) ->
             writer.quality(record)
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
+    summary.add_limb_movements(output.limb_movements)
 
 
 def _assume_microvolts(path: Path) -> str:

@@ -79,7 +79,13 @@ class Publisher:
         storage_now = self._storage_key()
         changed = storage_now != self._storage_seen  # a disk failed or came back: say so now
         self._storage_seen = storage_now
-        if output.state_changes or changed or elapsed_s - self._state_at_s >= STATE_REFRESH_S:
+        plm_changed = self.states.set_limb_movements(output.limb_movements)
+        if (
+            output.state_changes
+            or changed
+            or plm_changed
+            or elapsed_s - self._state_at_s >= STATE_REFRESH_S
+        ):
             self._put_state(elapsed_s)
         if output.records:
             self.link.kick()
@@ -303,6 +309,7 @@ class Outputs:
             self._recording(lambda recorder: recorder.write(samples))
         self.summary.add_events(output.events)
         self.summary.add_state_changes(output.state_changes)
+        self.summary.add_limb_movements(output.limb_movements)
         for record in output.records:
             self._record(record)
         if self.publisher is not None:

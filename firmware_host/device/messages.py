@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from dsp.events import STATE_SIGNAL_LOST, Event, QualityChange, iso_utc
+from dsp.limb_movements import LimbMovementSummary, PlmFigures
 from messaging.topics import (
     ENVELOPE_SCHEMA,
     MARKER_SCHEMA,
@@ -63,7 +64,8 @@ class ChannelStates:
     """The retained state message: per channel the state and since when, its signal problems,
     how much of the session had good signal and the mean EMG level since the last state message;
     tonight's cramp count (cramps that started since 12:00 local time, whichever session they
-    were in; it starts again from 0 when the daemon restarts); and, from `storage`, where the
+    were in; it starts again from 0 when the daemon restarts); the periodic limb movements so far
+    (WASM 2016 rules, per hour of good signal; sleep not known); and, from `storage`, where the
     outbox keeps messages and how the recording disk stands."""
 
     def __init__(
@@ -87,6 +89,15 @@ class ChannelStates:
         self.cramps = 0
         self._level_sum = np.zeros(len(channels))
         self._level_count = np.zeros(len(channels))
+        self.plm: LimbMovementSummary | None = None
+
+    def set_limb_movements(self, summary: LimbMovementSummary | None) -> bool:
+        """Take the latest PLM figures; True when a count changed (worth a state message)."""
+        if summary is None:
+            return False
+        before = self.plm
+        self.plm = summary
+        return before is None or _plm_counts(before) != _plm_counts(summary)
 
     def change(self, channel: str, state: str, at_s: float) -> None:
         previous, since = self.states[channel]
@@ -110,6 +121,7 @@ class ChannelStates:
     def payload(self, elapsed_s: float) -> bytes:
         self._roll_night(elapsed_s)
         levels = self._take_levels()
+        plm = self.plm
         document: dict[str, Any] = {
             "schema": STATE_SCHEMA,
             "device": self.device,
@@ -117,6 +129,7 @@ class ChannelStates:
             "recorded_s": round(elapsed_s, 3),
             "night": self.night.isoformat(),
             "cramps_tonight": self.cramps,
+            **(_plm_fields(plm.combined, "plm_tonight") if plm is not None else {}),
             "channels": {
                 channel: {
                     "state": state,
@@ -125,6 +138,7 @@ class ChannelStates:
                     "good_s": round(max(0.0, elapsed_s - self._lost(channel, elapsed_s)), 3),
                     "problems": list(self.problems[channel]),
                     "level_uv": levels[i],
+                    **(_plm_fields(plm.channels[channel], "plm") if plm is not None else {}),
                 }
                 for i, (channel, (state, at_s)) in enumerate(self.states.items())
             },
@@ -149,6 +163,21 @@ class ChannelStates:
         state, since = self.states[channel]
         open_s = elapsed_s - since if state == STATE_SIGNAL_LOST else 0.0
         return self.lost_s[channel] + max(0.0, open_s)
+
+
+def _plm_counts(summary: LimbMovementSummary) -> tuple[int, ...]:
+    figures = [summary.combined, *summary.channels.values()]
+    return tuple(f.plm for f in figures) + tuple(f.plm_series for f in figures)
+
+
+def _plm_fields(figures: PlmFigures, count_key: str) -> dict[str, Any]:
+    """PLM count, series and index (per hour of good signal) for the state message."""
+    index = figures.plm_per_hour
+    return {
+        count_key: figures.plm,
+        "plm_series": figures.plm_series,
+        "plm_per_hour": round(index, 2) if index is not None else None,
+    }
 
 
 class EnvelopeSummary:
