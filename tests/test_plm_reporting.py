@@ -119,10 +119,10 @@ def test_the_dashboard_stores_a_state_with_plm_figures(ingest: Ingest) -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"plm_tonight": -1}, "plm_tonight is negative"),
-        ({"plm_tonight": "many"}, "wrong type"),
-        ({"plm_per_hour": -2.0}, "plm_per_hour is negative"),
-        ({"plm_series": 1.5}, "wrong type"),
+        ({"plm_tonight": -1}, "'plm_tonight' is -1, outside 0..1e+06"),
+        ({"plm_tonight": "many"}, "'plm_tonight' must be a number, not str"),
+        ({"plm_per_hour": -2.0}, "'plm_per_hour' is -2, outside 0..10000"),
+        ({"plm_series": 1.5}, "'plm_series' must be a whole number"),
     ],
 )
 def test_the_dashboard_refuses_bad_plm_figures(ingest: Ingest, change: dict, reason: str) -> None:
