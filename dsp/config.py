@@ -251,6 +251,38 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class SpikeConfig:
+    """Brief isolated spikes (heartbeats leaking onto the channel, fasciculations) kept out of the
+    raw-mode envelope (dsp/spikes.py): found on the band-passed signal in power per segment."""
+
+    enabled: bool = True
+    segment_s: float = 0.01
+    guard_s: float = 0.08
+    """A spike's peak segment is the highest within +-guard_s, and its blank stays within it."""
+    flank_s: float = 0.15
+    """Beyond the guard, this much signal on each side must be quiet (the spike stands alone)."""
+    prominence: float = 8.0
+    """The peak segment's power over the mean power of each flank, at least."""
+    extent_ratio: float = 2.0
+    """Around the peak, segments above this many times the flanks' power are blanked (+1 each side)."""
+    min_peak_uv: float = 1.0
+    """A spike's peak segment RMS, at least (nothing smaller can lift the envelope)."""
+
+    def validate(self) -> None:
+        _require(self.segment_s > 0, "spikes.segment_s must be > 0")
+        _require(
+            self.guard_s >= self.segment_s and self.flank_s >= self.segment_s,
+            "spikes.guard_s and spikes.flank_s must be at least spikes.segment_s",
+        )
+        _require(self.prominence > 1, "spikes.prominence must be > 1")
+        _require(
+            1 <= self.extent_ratio < self.prominence,
+            "spikes.extent_ratio must be at least 1 and below spikes.prominence",
+        )
+        _require(self.min_peak_uv >= 0, "spikes.min_peak_uv must be >= 0")
+
+
+@dataclass(frozen=True)
 class ChannelCalibration:
     """What a calibration measured on one channel: the resting floor and, optionally, the envelope
     of a maximal voluntary contraction (MVC), both in uV."""
@@ -284,6 +316,7 @@ class PipelineConfig:
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    spikes: SpikeConfig = field(default_factory=SpikeConfig)
     calibration: tuple[tuple[str, ChannelCalibration], ...] = ()
 
     def __post_init__(self) -> None:
@@ -312,6 +345,7 @@ class PipelineConfig:
         self.envelope.validate(self.fs)
         self.quality.validate()
         self.detector.validate()
+        self.spikes.validate()
         for channel, calibration in self.calibration:
             _require(
                 channel in self.channels,
@@ -355,6 +389,7 @@ class PipelineConfig:
             "scaling": asdict(self.scaling),
             "quality": asdict(self.quality),
             "detector": asdict(self.detector),
+            "spikes": asdict(self.spikes) if self.mode == "raw" else None,
             "calibration": {c: asdict(cal) for c, cal in self.calibration},
         }
 

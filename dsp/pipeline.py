@@ -1,7 +1,11 @@
 """The whole streaming chain, from input samples to events: one object, one configuration.
 
-raw mode:      scale -> band-pass + notch -> RMS envelope -> quality -> detector
-envelope mode: scale -> low-pass -> hop means             -> quality -> detector
+raw mode:      scale -> band-pass + notch -> spikes out -> RMS envelope -> quality -> detector
+envelope mode: scale -> low-pass -> hop means                          -> quality -> detector
+
+Brief isolated spikes (heartbeats, fasciculations: dsp/spikes.py) are blanked out of the raw-mode
+envelope; that stage holds the signal back about 0.3 s. Its spikes are sorted into heartbeats and
+fasciculations tick by tick (dsp/twitches.py), which also gives the quality note ``ecg``.
 
 Detection, quality and the noise floor work on ticks (whole hops, about a second); the pipeline keeps
 the samples of the tick in progress, so any block split gives exactly the same output.
@@ -28,6 +32,8 @@ from dsp.filters import (
 from dsp.limb_movements import LimbMovementRules, LimbMovementScorer, LimbMovementSummary
 from dsp.quality import QualityAssessor, TickQuality
 from dsp.scaling import Scaler
+from dsp.spikes import SpikeBlanker
+from dsp.twitches import ECG_NOTE, FasciculationSummary, SpikeTrains
 
 
 @dataclass
@@ -46,6 +52,8 @@ class PipelineOutput:
     """Everything above in the order it happened (the same order whatever the block split)."""
     limb_movements: LimbMovementSummary | None = None
     """Leg movements and PLM series scored so far (dsp.limb_movements)."""
+    fasciculations: FasciculationSummary | None = None
+    """Fasciculations and heartbeats per channel so far (dsp.twitches)."""
 
 
 class Pipeline:
@@ -101,6 +109,12 @@ class Pipeline:
         self._ticks_done = 0
         self._problems: list[tuple[str, ...]] = [() for _ in config.channels]
         self.limb_movements = LimbMovementScorer(config, limb_movement_rules)
+        self.spikes = (
+            SpikeBlanker(fs, n_ch, config.spikes, n_carried=1)
+            if config.mode == "raw" and config.spikes.enabled
+            else None
+        )
+        self.spike_trains = SpikeTrains(config.channels, fs)
         self.samples_in = 0
         self.finished = False
 
@@ -111,13 +125,24 @@ class Pipeline:
     def process(self, block: np.ndarray) -> PipelineOutput:
         """Run one block of input samples (NaN marks a missing sample) through the chain."""
         block = self._checked(block)
+        self.samples_in += len(block)
         scaled = self.scaler.process(block)
         filtered = self.filter.process(scaled)
-        env = self.envelope.process(filtered)
+        if self.spikes is None:
+            return self._advance(scaled, filtered, None)
+        released = self.spikes.process(filtered, scaled)
+        self.spike_trains.add(released.spikes)
+        return self._advance(released.carried[0], released.filtered, released.blanked)
+
+    def _advance(
+        self, scaled: np.ndarray, filtered: np.ndarray, blanked: np.ndarray | None
+    ) -> PipelineOutput:
+        """The chain from the envelope on, for samples that the spike stage has released."""
+        counted = None if blanked is None else ~blanked
+        env = self.envelope.process(filtered, counted)
         if self.config.mode == "envelope":
             np.maximum(env, 0.0, out=env)
         first_hop = self.envelope.hops_emitted - len(env)
-        self.samples_in += len(block)
         env, held = self._hold_missing_hops(env, self.missing.process(scaled))
         output = PipelineOutput(first_hop=first_hop, envelope=env)
         scaled, filtered, hops = self._complete_pending_tick(scaled, filtered, held, output)
@@ -131,6 +156,7 @@ class Pipeline:
             self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
             self._pending_env = np.concatenate([self._pending_env, hops])
         output.limb_movements = self.limb_movements.summary()
+        output.fasciculations = self.spike_trains.summary()
         return output
 
     def finish(self) -> PipelineOutput:
@@ -140,6 +166,10 @@ class Pipeline:
         )
         if self.finished:
             return output
+        if self.spikes is not None:  # what the spike stage still holds
+            released = self.spikes.flush()
+            self.spike_trains.add(released.spikes)
+            output = self._advance(released.carried[0], released.filtered, released.blanked)
         self.finished = True
         if len(self._pending_env):
             used = len(self._pending_env) * self.hop
@@ -157,6 +187,8 @@ class Pipeline:
         self.limb_movements.note_events(output.events)
         self.limb_movements.finish()
         output.limb_movements = self.limb_movements.summary()
+        self.spike_trains.finish()
+        output.fasciculations = self.spike_trains.summary()
         return output
 
     # ---- internals ------------------------------------------------------------------------------
@@ -234,7 +266,11 @@ class Pipeline:
             )
         else:  # too short a tail to judge flatness or hum
             quality = TickQuality.good((1, n_ch))
-        any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap
+        first_sample = self._ticks_done * self.tick_samples
+        ecg = self.spike_trains.process(first_sample, t_len, ~quality.blocking)
+        any_problem = (
+            quality.electrode_off | quality.clipping | quality.mains | quality.gap | ecg
+        )
         spectra = self.config.mode == "raw"
         tick_max = env.max(axis=1).tolist()
         tick_median = np.median(env, axis=1).tolist()
@@ -248,6 +284,8 @@ class Pipeline:
             at_s = first_hop * self.hop / self.config.fs
             for c, detector in enumerate(self.detectors):
                 problems = quality.problems(t, c) if any_problem[t, c] else ()
+                if ecg[t, c]:
+                    problems = (*problems, ECG_NOTE)
                 self._note_quality(c, problems, at_s, output)
                 resting_uv[t, c] = detector.floor.value if detector.floor.ready else np.nan
                 detector.process_tick(

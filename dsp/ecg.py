@@ -1,0 +1,296 @@
+"""Heartbeats among a channel's spikes: a steady 40-180 bpm rhythm of like spikes, tracked beat by beat.
+
+The QRS complexes of an ECG leaking onto a leg electrode are spikes (dsp/spikes.py) at the heart's
+rhythm; fasciculations are spikes at random. This tracker tells them apart by rhythm alone, in the
+way beat trackers do: every pair of spikes 0.33-1.5 s apart (40-180 bpm) whose amplitudes agree
+within `amplitude_ratio` starts a candidate *train*; a spike that comes one RR interval after a
+train's last beat (within `tolerance`, 20 %) and looks like its beats extends it, the RR following
+the median of the last three intervals. A train of `confirm_beats` (6) beats is the heart: its
+spikes are heartbeats, it replaces any earlier rhythm, and the channel carries ECG from then on
+while a beat was seen in the last `memory_s` (10 s).
+
+Once the rhythm is known:
+
+- **Missed beats** (a QRS hidden in a movement or a cramp): a spike 2-4 RR after the last beat
+  still fits (the tolerance widens with each missed beat).
+- **Heart rate changes**: gradual ones are followed interval by interval; a jump of more than the
+  tolerance from one beat to the next starts a new train, which takes over once it has 6 beats
+  (its first beats become heartbeats then, so nothing is lost, only the note may lag).
+- **Ectopic beats**: a premature spike (0.4-0.8 RR after the last beat) followed by a compensatory
+  pause (the next beat two RR after the last) is a ventricular ectopic beat; a premature spike
+  followed by a beat one RR later (the rhythm resets, as after an atrial ectopic beat) is taken as
+  the new phase. Both are heartbeats.
+- Anything else (a spike off the rhythm, unlike the beats) is not a heartbeat.
+
+A spike's label is final `settle_s` (15 s) after it, when no train can claim it any more. Spikes must
+be given in time order; everything depends only on them, so any block split gives the same labels.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RhythmRules:
+    """How a heart rhythm is recognised among spikes (seconds, ratios)."""
+
+    min_bpm: float = 40.0
+    max_bpm: float = 180.0
+    tolerance: float = 0.15
+    """How far (relative to RR) a beat may be from where the rhythm expects it."""
+    amplitude_ratio: float = 1.5
+    """A beat's peak within this factor of the train's recent beats (the lead sees one heart)."""
+    confirm_beats: int = 8
+    steadiness: float = 0.12
+    """To be confirmed, a train's RR may change by at most this much (relative) from beat to beat."""
+    max_missed: int = 3
+    """A known rhythm bridges up to this many beats that were not seen."""
+    memory_s: float = 10.0
+    settle_s: float = 15.0
+    max_trains: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_bpm < self.max_bpm:
+            raise ValueError("RhythmRules needs 0 < min_bpm < max_bpm")
+        if not 0 < self.tolerance < 0.5:
+            raise ValueError("RhythmRules.tolerance must be between 0 and 0.5")
+        if self.amplitude_ratio < 1 or self.confirm_beats < 3 or self.max_missed < 0:
+            raise ValueError("RhythmRules: amplitude_ratio >= 1, confirm_beats >= 3, max_missed >= 0")
+        if self.settle_s < 60.0 / self.min_bpm * (1 + self.tolerance) * self.confirm_beats:
+            raise ValueError("RhythmRules.settle_s must cover confirm_beats at the slowest rate")
+
+
+@dataclass(slots=True)
+class _Mark:
+    """One spike while its label can still change."""
+
+    t: float
+    uv: float
+    heartbeat: bool = False
+
+
+@dataclass(slots=True)
+class _Train:
+    """A candidate rhythm (or, once confirmed, the heart)."""
+
+    beats: list[_Mark]
+    rr: float
+    rrs: deque[float] = field(default_factory=lambda: deque(maxlen=3))
+    amps: deque[float] = field(default_factory=lambda: deque(maxlen=5))
+    confirmed: bool = False
+    in_step: bool = True
+    """Its last beat came one RR after the one before (a missed beat is bridged only then)."""
+
+    @property
+    def last(self) -> _Mark:
+        return self.beats[-1]
+
+    def looks_like(self, uv: float, ratio: float) -> bool:
+        reference = statistics.median(self.amps)
+        return reference / ratio <= uv <= reference * ratio
+
+
+class HeartRhythm:
+    """One channel: :meth:`add` spikes in time order, :meth:`settle` to take the final labels."""
+
+    def __init__(self, rules: RhythmRules | None = None) -> None:
+        self.rules = rules or RhythmRules()
+        self.min_rr = 60.0 / self.rules.max_bpm
+        self.max_rr = 60.0 / self.rules.min_bpm
+        self._window: deque[_Mark] = deque()
+        self._trains: list[_Train] = []
+        self._heart: _Train | None = None
+        # The heart's next beat while its window is open: (mark, k, misfit, window end)
+        self._pending: tuple[_Mark, int, float, float] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in hand: no spike waiting for its label and no rhythm."""
+        return not self._window and self._heart is None
+
+    def rate_bpm(self) -> float | None:
+        """The heart rate of the rhythm, when there is one."""
+        return 60.0 / self._heart.rr if self._heart is not None else None
+
+    def present(self, now_s: float) -> bool:
+        """Is there a heart rhythm on the channel (a beat within `memory_s`)?"""
+        heart = self._heart
+        return heart is not None and now_s - heart.last.t <= self.rules.memory_s
+
+    def add(self, t_s: float, uv: float) -> None:
+        """Take the next spike (at `t_s`, peak `uv`)."""
+        mark = _Mark(t_s, uv)
+        self._commit_due(t_s)
+        self._forget(t_s)
+        heart = self._heart
+        k_heart = 0
+        if heart is not None:
+            k_heart = self._fit(heart, mark, self.rules.max_missed + 1 if heart.in_step else 1)
+            if k_heart:
+                self._offer(heart, mark, k_heart)
+            elif self._pending is None and self._reanchor(heart, mark):
+                k_heart = 1
+        for train in list(self._trains):
+            if self._fit(train, mark, 1):
+                self._extend(train, mark, 1)
+                if len(train.beats) >= self.rules.confirm_beats:
+                    if self._steady(train):
+                        self._confirm(train)
+                        break
+                    del train.beats[0]  # not yet: judge the next beats without the first
+        if k_heart != 1:
+            self._spawn(mark)
+        self._window.append(mark)
+
+    def settle(self, now_s: float) -> tuple[int, int]:
+        """Labels that are final at `now_s` (math.inf: all): (heartbeats, other spikes)."""
+        self._commit_due(now_s)
+        beats = others = 0
+        window = self._window
+        limit = now_s - self.rules.settle_s
+        while window and window[0].t < limit:
+            if window.popleft().heartbeat:
+                beats += 1
+            else:
+                others += 1
+        if self._heart is not None and now_s - self._heart.last.t > self.rules.memory_s:
+            self._heart = self._pending = None
+        return beats, others
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _forget(self, now_s: float) -> None:
+        """Drop candidate trains that can no longer be extended."""
+        slack = 1 + self.rules.tolerance
+        self._trains = [tr for tr in self._trains if now_s - tr.last.t <= slack * tr.rr]
+
+    def _fit(self, train: _Train, mark: _Mark, max_k: int) -> int:
+        """How many RR after the train's last beat the spike comes (0: it does not fit)."""
+        d = mark.t - train.last.t
+        k = round(d / train.rr)
+        if not 1 <= k <= max_k:
+            return 0
+        if abs(d - k * train.rr) > self._allowed(train, k):
+            return 0
+        return k if train.looks_like(mark.uv, self.rules.amplitude_ratio) else 0
+
+    def _allowed(self, train: _Train, k: int) -> float:
+        return self.rules.tolerance * train.rr * (1 + 0.25 * (k - 1))
+
+    def _offer(self, heart: _Train, mark: _Mark, k: int) -> None:
+        """The heart's next beat is the spike that fits best within the expected window (a
+        twitch may come first, just before the beat)."""
+        allowed = self._allowed(heart, k)
+        timing = (mark.t - heart.last.t - k * heart.rr) / allowed
+        shape = math.log(mark.uv / statistics.median(heart.amps)) / math.log(
+            max(self.rules.amplitude_ratio, 1.0 + 1e-9)
+        )
+        misfit = timing * timing + shape * shape
+        pending = self._pending
+        if pending is None or misfit < pending[2]:
+            end = heart.last.t + k * heart.rr + allowed
+            self._pending = (mark, k, misfit, end)
+
+    def _commit_due(self, now_s: float) -> None:
+        pending, heart = self._pending, self._heart
+        if pending is None or now_s <= pending[3]:
+            return
+        self._pending = None
+        if heart is None:
+            return
+        mark, k = pending[0], pending[1]
+        if k == 2:
+            self._ectopic_before(heart, mark)
+        self._extend(heart, mark, k)
+
+    def _extend(self, train: _Train, mark: _Mark, k: int) -> None:
+        train.in_step = k == 1
+        if k == 1:
+            train.rrs.append(mark.t - train.last.t)
+            train.rr = statistics.median(train.rrs)
+        train.amps.append(mark.uv)
+        if train.confirmed:
+            mark.heartbeat = True
+            train.beats[-1] = mark  # the heart keeps only its last beat
+        else:
+            train.beats.append(mark)
+
+    def _steady(self, train: _Train) -> bool:
+        """Sinus rhythm changes little from one beat to the next; twitches that happened to
+        fall in line do not."""
+        times = [mark.t for mark in train.beats]
+        rrs = [b - a for a, b in zip(times, times[1:], strict=False)]
+        limit = self.rules.steadiness * statistics.median(rrs)
+        return all(abs(b - a) <= limit for a, b in zip(rrs, rrs[1:], strict=False))
+
+    def _confirm(self, train: _Train) -> None:
+        heart = self._heart
+        if heart is not None and heart.last is train.last:
+            self._trains.remove(train)  # the heart already follows these beats
+            return
+        train.confirmed = True
+        for mark in train.beats:
+            mark.heartbeat = True
+        train.beats = [train.last]
+        self._heart = train
+        self._pending = None
+        self._trains = []
+
+    def _spawn(self, mark: _Mark) -> None:
+        """New candidate trains: this spike with each earlier like one 0.33-1.5 s before it."""
+        # (earlier, mark) pairs that already are the last two beats of an extended train
+        extended = {id(tr.beats[-2]) for tr in self._trains if tr.last is mark}
+        for earlier in reversed(self._window):
+            d = mark.t - earlier.t
+            if d > self.max_rr:
+                break
+            if d < self.min_rr or id(earlier) in extended:
+                continue
+            ratio = self.rules.amplitude_ratio
+            if not earlier.uv / ratio <= mark.uv <= earlier.uv * ratio:
+                continue
+            train = _Train(beats=[earlier, mark], rr=d)
+            train.rrs.append(d)
+            train.amps.extend((earlier.uv, mark.uv))
+            self._trains.append(train)
+        if len(self._trains) > self.rules.max_trains:
+            del self._trains[: len(self._trains) - self.rules.max_trains]
+
+    def _ectopic_before(self, heart: _Train, mark: _Mark) -> None:
+        """A beat two RR after the last: a premature spike in between, followed by this
+        compensatory pause, was a ventricular ectopic beat."""
+        last, rr = heart.last.t, heart.rr
+        for earlier in reversed(self._window):
+            if earlier.t <= last:
+                return
+            if last + 0.4 * rr <= earlier.t <= last + (1 - self.rules.tolerance) * rr:
+                earlier.heartbeat = True
+                return
+
+    def _reanchor(self, heart: _Train, mark: _Mark) -> bool:
+        """A spike one RR after a premature like spike (0.4-0.85 RR after the last beat): an
+        ectopic beat that reset the rhythm, which goes on from it."""
+        last, rr, ratio = heart.last.t, heart.rr, self.rules.amplitude_ratio
+        tolerance = self.rules.tolerance * rr
+        for earlier in reversed(self._window):
+            if earlier.t <= last + 0.4 * rr:
+                return False
+            d = mark.t - earlier.t
+            if d > rr + tolerance:
+                return False
+            if earlier.t > last + rr - tolerance:
+                continue
+            if (
+                abs(d - rr) <= tolerance
+                and heart.looks_like(mark.uv, ratio)
+                and heart.looks_like(earlier.uv, ratio)
+            ):
+                earlier.heartbeat = True
+                heart.beats[-1] = earlier
+                self._extend(heart, mark, 1)
+                return True
+        return False
