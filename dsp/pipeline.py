@@ -32,7 +32,7 @@ from dsp.filters import (
 from dsp.limb_movements import LimbMovementRules, LimbMovementScorer, LimbMovementSummary
 from dsp.quality import QualityAssessor, TickQuality
 from dsp.scaling import Scaler
-from dsp.spikes import SpikeBlanker
+from dsp.spikes import Released, SpikeBlanker
 from dsp.twitches import ECG_NOTE, FasciculationSummary, SpikeTrains
 
 
@@ -110,7 +110,14 @@ class Pipeline:
         self._problems: list[tuple[str, ...]] = [() for _ in config.channels]
         self.limb_movements = LimbMovementScorer(config, limb_movement_rules)
         self.spikes = (
-            SpikeBlanker(fs, n_ch, config.spikes, n_carried=1)
+            SpikeBlanker(
+                fs,
+                n_ch,
+                config.spikes,
+                n_carried=1,
+                mark_reach=self.window,
+                align=self.tick_samples,
+            )
             if config.mode == "raw" and config.spikes.enabled
             else None
         )
@@ -129,10 +136,24 @@ class Pipeline:
         scaled = self.scaler.process(block)
         filtered = self.filter.process(scaled)
         if self.spikes is None:
-            return self._advance(scaled, filtered, None)
-        released = self.spikes.process(filtered, scaled)
+            output = self._advance(scaled, filtered, None)
+        else:
+            output = self._advance_released(self.spikes.process(filtered, scaled))
+        output.limb_movements = self.limb_movements.summary()
+        output.fasciculations = self.spike_trains.summary()
+        return output
+
+    def _advance_released(self, released: Released) -> PipelineOutput:
+        """Run what the spike stage let go of, piece by piece, as one output."""
         self.spike_trains.add(released.spikes)
-        return self._advance(released.carried[0], released.filtered, released.blanked)
+        outputs = [
+            self._advance(piece.carried[0], piece.filtered, piece.blanked)
+            for piece in released.pieces
+        ]
+        if not outputs:
+            n_ch = self.config.n_channels
+            return PipelineOutput(self.envelope.hops_emitted, np.empty((0, n_ch)))
+        return _joined(outputs)
 
     def _advance(
         self, scaled: np.ndarray, filtered: np.ndarray, blanked: np.ndarray | None
@@ -155,8 +176,6 @@ class Pipeline:
             self._pending_scaled = np.concatenate([self._pending_scaled, scaled])
             self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
             self._pending_env = np.concatenate([self._pending_env, hops])
-        output.limb_movements = self.limb_movements.summary()
-        output.fasciculations = self.spike_trains.summary()
         return output
 
     def finish(self) -> PipelineOutput:
@@ -167,9 +186,7 @@ class Pipeline:
         if self.finished:
             return output
         if self.spikes is not None:  # what the spike stage still holds
-            released = self.spikes.flush()
-            self.spike_trains.add(released.spikes)
-            output = self._advance(released.carried[0], released.filtered, released.blanked)
+            output = self._advance_released(self.spikes.flush())
         self.finished = True
         if len(self._pending_env):
             used = len(self._pending_env) * self.hop
@@ -325,3 +342,18 @@ class Pipeline:
                 else:
                     output.state_changes.append(record)
             detector.records.clear()
+
+
+def _joined(outputs: list[PipelineOutput]) -> PipelineOutput:
+    """Consecutive outputs as one."""
+    if len(outputs) == 1:
+        return outputs[0]
+    joined = PipelineOutput(
+        first_hop=outputs[0].first_hop, envelope=np.concatenate([o.envelope for o in outputs])
+    )
+    for o in outputs:
+        joined.events += o.events
+        joined.state_changes += o.state_changes
+        joined.quality_changes += o.quality_changes
+        joined.records += o.records
+    return joined
