@@ -1,5 +1,4 @@
-"""Envelope at a fixed hop: RMS over a sliding window (raw mode) or hop means (envelope mode), of
-the samples that count (blanked spikes do not: dsp/spikes.py).
+"""Envelope at a fixed hop: RMS over a sliding window (raw mode) or hop means (envelope mode).
 
 Hop k (k = 0, 1, ...) ends at sample (k + 1) * hop and its window covers the `window` samples before
 that (samples before the start of the stream count as zero). Each window is summed on its own, in the
@@ -21,40 +20,24 @@ class HopWindowStatistic:
         self.window, self.hop, self.rms = window, hop, rms
         self.n_channels = n_channels
         self._tail = np.zeros((n_channels, window))  # the last `window` samples, channel-major
-        # Which of them count (samples before the stream count, as zeros; blanked ones do not).
-        self._tail_measured = np.ones((n_channels, window), dtype=bool)
-        self._tail_complete = True
         self._consumed = 0
 
     @property
     def hops_emitted(self) -> int:
         return self._consumed // self.hop
 
-    def process(self, block: np.ndarray, measured: np.ndarray | None = None) -> np.ndarray:
-        """Take (n, channels) samples and which of them count (None: all), return (m, channels)
-        values over the counted samples of the hops that ended in them."""
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Take (n, channels) samples, return (m, channels) values for the hops that ended in them."""
         n = block.shape[0]
         values = block.T * block.T if self.rms else block.T
-        complete = measured is None and self._tail_complete
-        if measured is not None:
-            values = np.where(measured.T, values, 0.0)
         buffer = np.concatenate([self._tail, values], axis=1)
         first_end = (self._consumed // self.hop + 1) * self.hop
         last_end = self._consumed + n
         self._tail = buffer[:, -self.window :].copy()
         count = 0 if first_end > last_end else (last_end - first_end) // self.hop + 1
-        start_in_buffer = first_end - self._consumed  # window [end - W, end) -> buffer end - N
-        counts = None
-        if not complete:
-            mask = np.ones((self.n_channels, n), dtype=bool) if measured is None else measured.T
-            flags = np.concatenate([self._tail_measured, mask], axis=1)
-            self._tail_measured = flags[:, -self.window :].copy()
-            self._tail_complete = bool(self._tail_measured.all())
-            if count:
-                cumulative = np.zeros((self.n_channels, flags.shape[1] + 1), dtype=np.int64)
-                np.cumsum(flags, axis=1, out=cumulative[:, 1:])
-                ends = start_in_buffer + self.window + np.arange(count) * self.hop
-                counts = cumulative[:, ends] - cumulative[:, ends - self.window]
+        start_in_buffer = (
+            first_end - self._consumed
+        )  # window [end - W, end) -> buffer index end - N
         self._consumed = last_end
         if count == 0:
             return np.empty((0, self.n_channels))
@@ -62,12 +45,7 @@ class HopWindowStatistic:
         picked = windows[
             :, start_in_buffer : start_in_buffer + (count - 1) * self.hop + 1 : self.hop
         ]
-        sums = picked.sum(axis=-1)
-        if counts is None or counts.min() == self.window:
-            means = sums / self.window
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.where(counts > 0, sums / counts, np.nan)
+        means = picked.sum(axis=-1) / self.window
         if self.rms:
             np.sqrt(means, out=means)
         return np.ascontiguousarray(means.T)

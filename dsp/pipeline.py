@@ -1,11 +1,11 @@
 """The whole streaming chain, from input samples to events: one object, one configuration.
 
-raw mode:      scale -> band-pass + notch -> spikes out -> RMS envelope -> quality -> detector
-envelope mode: scale -> low-pass -> hop means                          -> quality -> detector
+raw mode:      scale -> band-pass + notch -> RMS envelope without spikes -> quality -> detector
+envelope mode: scale -> low-pass -> hop means                            -> quality -> detector
 
-Brief isolated spikes (heartbeats, fasciculations: dsp/spikes.py) are blanked out of the raw-mode
-envelope; that stage holds the signal back about 0.3 s. Its spikes are sorted into heartbeats and
-fasciculations tick by tick (dsp/twitches.py), which also gives the quality note ``ecg``.
+In raw mode the envelope leaves out brief isolated spikes (heartbeats, fasciculations:
+dsp/spikes.py); that stage holds the signal back about 0.3 s. Its spikes are sorted into heartbeats
+and fasciculations tick by tick (dsp/twitches.py), which also gives the quality note ``ecg``.
 
 Detection, quality and the noise floor work on ticks (whole hops, about a second); the pipeline keeps
 the samples of the tick in progress, so any block split gives exactly the same output.
@@ -32,7 +32,7 @@ from dsp.filters import (
 from dsp.limb_movements import LimbMovementRules, LimbMovementScorer, LimbMovementSummary
 from dsp.quality import QualityAssessor, TickQuality
 from dsp.scaling import Scaler
-from dsp.spikes import Released, SpikeBlanker
+from dsp.spikes import Released, SpikeBlankedEnvelope
 from dsp.twitches import ECG_NOTE, FasciculationSummary, SpikeTrains
 
 
@@ -76,6 +76,7 @@ class Pipeline:
         self.scaler = Scaler(config.scaling)
         if config.mode == "raw":
             self.filter = StreamingSOSFilter(band_pass_notch_sos(config), n_ch)
+            # used when spike rejection is off; with it the spike stage makes the envelope
             self.envelope = HopWindowStatistic(self.window, self.hop, n_ch, rms=True)
         else:
             self.window = self.hop
@@ -110,12 +111,13 @@ class Pipeline:
         self._problems: list[tuple[str, ...]] = [() for _ in config.channels]
         self.limb_movements = LimbMovementScorer(config, limb_movement_rules)
         self.spikes = (
-            SpikeBlanker(
+            SpikeBlankedEnvelope(
                 fs,
                 n_ch,
                 config.spikes,
+                window=self.window,
+                hop=self.hop,
                 n_carried=1,
-                mark_reach=self.window,
                 align=self.tick_samples,
             )
             if config.mode == "raw" and config.spikes.enabled
@@ -136,7 +138,10 @@ class Pipeline:
         scaled = self.scaler.process(block)
         filtered = self.filter.process(scaled)
         if self.spikes is None:
-            output = self._advance(scaled, filtered, None)
+            env = self.envelope.process(filtered)
+            if self.config.mode == "envelope":
+                np.maximum(env, 0.0, out=env)
+            output = self._advance(scaled, filtered, env, self.envelope.hops_emitted - len(env))
         else:
             output = self._advance_released(self.spikes.process(filtered, scaled))
         output.limb_movements = self.limb_movements.summary()
@@ -147,23 +152,21 @@ class Pipeline:
         """Run what the spike stage let go of, piece by piece, as one output."""
         self.spike_trains.add(released.spikes)
         outputs = [
-            self._advance(piece.carried[0], piece.filtered, piece.blanked)
+            self._advance(piece.carried[0], piece.filtered, piece.envelope, piece.first_hop)
             for piece in released.pieces
         ]
         if not outputs:
             n_ch = self.config.n_channels
-            return PipelineOutput(self.envelope.hops_emitted, np.empty((0, n_ch)))
+            return PipelineOutput(self._hops_emitted(), np.empty((0, n_ch)))
         return _joined(outputs)
 
+    def _hops_emitted(self) -> int:
+        return self.envelope.hops_emitted if self.spikes is None else self.spikes.hops_emitted
+
     def _advance(
-        self, scaled: np.ndarray, filtered: np.ndarray, blanked: np.ndarray | None
+        self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray, first_hop: int
     ) -> PipelineOutput:
-        """The chain from the envelope on, for samples that the spike stage has released."""
-        counted = None if blanked is None else ~blanked
-        env = self.envelope.process(filtered, counted)
-        if self.config.mode == "envelope":
-            np.maximum(env, 0.0, out=env)
-        first_hop = self.envelope.hops_emitted - len(env)
+        """The chain after the envelope, for samples (and their envelope hops) in order."""
         env, held = self._hold_missing_hops(env, self.missing.process(scaled))
         output = PipelineOutput(first_hop=first_hop, envelope=env)
         scaled, filtered, hops = self._complete_pending_tick(scaled, filtered, held, output)
@@ -181,7 +184,7 @@ class Pipeline:
     def finish(self) -> PipelineOutput:
         """End of input: judge the last partial tick and close open events."""
         output = PipelineOutput(
-            first_hop=self.envelope.hops_emitted, envelope=np.empty((0, self.config.n_channels))
+            first_hop=self._hops_emitted(), envelope=np.empty((0, self.config.n_channels))
         )
         if self.finished:
             return output
@@ -197,7 +200,7 @@ class Pipeline:
                 output,
                 partial=True,
             )
-        next_hop = self.envelope.hops_emitted
+        next_hop = self._hops_emitted()
         for detector in self.detectors:
             detector.finish(next_hop)
         self._collect(output)

@@ -1,13 +1,13 @@
-"""Brief isolated spikes on a raw EMG channel: found, and kept out of the envelope.
+"""Brief isolated spikes on a raw EMG channel, found and kept out of the RMS envelope.
 
 The heart's QRS complex reaching a calf electrode and the twitch of a single motor unit (a
 fasciculation) are spikes of some 15-150 ms standing well above the EMG around them. Neither is a
 contraction of the muscle, yet in a 250 ms RMS window each lifts the envelope like one, and a train
 of them (70 beats a minute, twitches every second or two) keeps a stretch "active" for minutes.
-This stage finds such spikes on the band-passed signal and marks their samples, and the envelope
-is the RMS of the other samples of each window: the EMG between the spikes. Blanking takes samples
-out, never energy out of the samples that stay, so sustained activity (a cramp, a movement, a walk)
-keeps its level; only a burst brief and isolated enough to be a spike is taken out.
+This stage finds such spikes on the band-passed signal and computes the raw-mode RMS envelope
+without them: each window's RMS is over its other samples, the EMG between the spikes. Blanking
+takes samples out, never energy out of the samples that stay, so sustained activity (a cramp, a
+movement, a walk) keeps its level; only a burst brief and isolated enough to be a spike goes.
 
 The rule, on the mean power of short segments (10 ms): a segment is a spike's peak when it is the
 highest within +-`guard_s` (80 ms) and at least `prominence` (8) times the level of the `flank_s`
@@ -19,17 +19,22 @@ The blank covers the segments around the peak, within the guard, whose power is 
 (heartbeats in a rhythm, twitches) is for :mod:`dsp.ecg` and :mod:`dsp.twitches`; blanking does not
 depend on it.
 
+The envelope is built from sums of squares over short base segments (the greatest common divisor
+of the window and the hop: 10 ms at 1 kHz), so a window's sum is a sum of a few segment sums and
+a blank only zeroes segments; hop k still covers the `window` samples before sample (k + 1) x hop,
+samples before the stream count as zeros.
+
 Deciding needs the signal up to guard + flank after a peak, and a blank reaches a guard before it,
 so the stage holds back 2 x guard + flank (about 0.31 s) plus the segment in progress: it releases
-the band-passed signal (and any streams carried along with it) that much later, with the blank
-marks, in pieces: marks come only with the pieces around spikes (the envelope's window past the
-last blanked sample), so the rest of the signal takes the envelope's plain path. Segment powers are
-summed segment by segment and each candidate is judged on its own row of segments, so the output
-is bit-identical over any block split.
+the band-passed signal, the streams carried along with it and the envelope hops that much later, in
+pieces cut at multiples of `align` (the pipeline's ticks) where it can, so that no block is copied.
+Segment sums are added in a fixed order, each window's sum is its own, and each candidate is judged
+on its own row of segments, so the output is bit-identical over any block split.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +42,6 @@ import numpy as np
 from dsp.config import SpikeConfig
 
 _TINY_POWER = 1e-12  # uV^2: below anything measurable, so that a digital zero has a logarithm
-_RUN_GAP_S = 5.0  # blanked stretches closer than this are marked in one piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +61,13 @@ class Spike:
 
 @dataclass(frozen=True)
 class Piece:
-    """Consecutive released samples: the band-passed signal, the carried streams, which samples
-    are measured (None: all) and which belong to a spike (None: none)."""
+    """Consecutive released samples (the band-passed signal and the carried streams) and the
+    envelope hops that end in them, from hop `first_hop` on."""
 
     filtered: np.ndarray
     carried: tuple[np.ndarray, ...]
-    measured: np.ndarray | None
-    blanked: np.ndarray | None
+    first_hop: int
+    envelope: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,8 @@ class _Stream:
         self, start: int, held: tuple[np.ndarray | None, ...], new: tuple[np.ndarray | None, ...]
     ) -> None:
         self.start = start
-        self.split = start + len(held[0]) if held[0] is not None else start
+        first = held[0]
+        self.split = start + (len(first) if first is not None else 0)
         self.held, self.new = held, new
 
     def take(self, a: int, b: int, which: int) -> np.ndarray | None:
@@ -100,12 +105,12 @@ class _Stream:
         return np.concatenate([held[a - self.start :], new[: b - self.split]])
 
 
-class SpikeBlanker:
+class SpikeBlankedEnvelope:
     """Feed band-passed blocks (n, channels) to :meth:`process`, then :meth:`flush` at the end.
 
-    `carried` streams (same shape) are delayed with the signal, so they stay aligned with it;
-    `mark_reach` is how long (samples) a blank mark matters after a spike (the envelope window);
-    released pieces are cut at multiples of `align` samples where they can be (the pipeline's ticks).
+    `window` and `hop` are the envelope's (samples); `carried` streams (same shape as the
+    signal) come out delayed with it; `measured` marks the samples that count (None: all);
+    a hop with fewer than `min_measured` counted samples is NaN.
     """
 
     def __init__(
@@ -114,79 +119,84 @@ class SpikeBlanker:
         n_channels: int,
         config: SpikeConfig,
         *,
+        window: int,
+        hop: int,
         n_carried: int = 0,
-        mark_reach: int = 0,
         align: int = 1,
+        min_measured: int = 1,
     ) -> None:
-        self.seg = max(1, round(config.segment_s * fs))
+        if window < 1 or hop < 1:
+            raise ValueError("window and hop must be at least one sample")
+        self.window, self.hop = window, hop
+        self.base = math.gcd(window, hop)  # samples per base segment
+        self.window_base, self.hop_base = window // self.base, hop // self.base
+        self.per_seg = max(1, round(config.segment_s * fs / self.base))
+        self.seg = self.per_seg * self.base  # samples per spike segment
         seg_s = self.seg / fs
         self.guard = max(1, round(config.guard_s / seg_s))
         self.flank = max(1, round(config.flank_s / seg_s))
-        self.log_prominence = float(np.log(config.prominence))
+        self.log_prominence = math.log(config.prominence)
         self.extent_ratio = config.extent_ratio
         self.min_power = config.min_peak_uv**2
         self.n_channels = n_channels
         self.n_carried = n_carried
-        self.mark_reach = mark_reach
         self.align = max(1, align)
-        self.run_gap = round(_RUN_GAP_S * fs)
+        self.min_measured = max(1, min_measured)
         self.max_delay_samples = (2 * self.guard + self.flank + 1) * self.seg
+        # Base segments (sums of squares of the counted samples, and how many were counted)
+        # from base segment `_base_first` on; before the stream: zeros that count.
+        self._sums = np.zeros((n_channels, self.window_base))
+        self._counts = np.full((n_channels, self.window_base), self.base, dtype=np.int64)
+        self._base_first = -self.window_base
+        self._base_done = 0
+        # Spike segments: mean power and its logarithm from segment `_first` on (NaN: unknown).
         reach = self.guard + self.flank
-        # Mean power per segment (and its logarithm) from segment `_first` on; before the
-        # stream: not measured (NaN).
         self._power = np.full((n_channels, reach), np.nan)
         self._log = np.full((n_channels, reach), np.nan)
         self._first = -reach
-        self._segments = 0  # complete segments measured
-        self._decided = 0  # every peak before this segment is decided
-        self._released = 0  # samples let go of (a whole number of segments until the end)
-        self._blank = np.zeros((n_channels, 0), dtype=bool)  # segments from the released one on
-        self._marked_until = 0  # blank marks go with the samples before this one
+        self._segments = 0  # complete spike segments
+        self._decided = 0  # every peak before this spike segment is decided
+        self._released = 0
+        self._hops = 0  # envelope hops emitted
         empty = np.empty((0, n_channels))
         self._held: tuple[np.ndarray | None, ...] = (empty, *(empty,) * n_carried, None)
         self._consumed = 0
         self.finished = False
 
     @property
-    def released(self) -> int:
-        """Samples released so far."""
-        return self._released
+    def hops_emitted(self) -> int:
+        return self._hops
 
     def process(
         self, filtered: np.ndarray, *carried: np.ndarray, measured: np.ndarray | None = None
     ) -> Released:
-        """Take a block; return what can be released (at least a segment's worth is held back)."""
+        """Take a block; return what can be released (about 0.3 s is held back)."""
         if self.finished:
             raise RuntimeError("the spike stage has been flushed")
         if len(carried) != self.n_carried:
             raise ValueError(f"expected {self.n_carried} carried streams, got {len(carried)}")
         stream = self._stream(filtered, carried, measured)
         self._consumed += len(filtered)
-        complete = self._consumed // self.seg
-        if complete > self._segments:
+        complete = self._consumed // self.base
+        if complete > self._base_done:
             self._measure(stream, complete)
         spikes = self._decide(self._segments - self.guard - self.flank)
         return self._release(stream, max(0, self._decided - self.guard) * self.seg, spikes)
 
     def flush(self) -> Released:
-        """End of the stream: decide the rest (the missing flank past the end is left out)."""
+        """End of the stream: decide the rest (the flank past the end is left out) and release
+        everything."""
         if self.finished:
             raise RuntimeError("the spike stage has been flushed")
         self.finished = True
         stream = _Stream(self._released, self._held, (None,) * len(self._held))
-        if self._consumed > self._segments * self.seg:
-            self._measure(stream, self._segments + 1, partial=True)
-        reach = self.guard + self.flank
-        past_end = np.full((self.n_channels, reach), np.nan)
+        past_end = np.full((self.n_channels, self.guard + self.flank), np.nan)
         self._power = np.concatenate([self._power, past_end], axis=1)
         self._log = np.concatenate([self._log, past_end], axis=1)
-        self._blank = np.concatenate(
-            [self._blank, np.zeros((self.n_channels, reach), dtype=bool)], axis=1
-        )
         spikes = self._decide(self._segments)
         return self._release(stream, self._consumed, spikes)
 
-    # ---- internals ------------------------------------------------------------------------------
+    # ---- measuring ------------------------------------------------------------------------------
 
     def _stream(
         self, filtered: np.ndarray, carried: tuple[np.ndarray, ...], measured: np.ndarray | None
@@ -198,42 +208,56 @@ class SpikeBlanker:
             measured = np.ones((len(filtered), self.n_channels), dtype=bool)
         return _Stream(self._released, held, (filtered, *carried, measured))
 
-    def _measure(self, stream: _Stream, complete: int, partial: bool = False) -> None:
-        """Mean power of segments `_segments`..`complete` - 1 (of measured samples; a segment
-        with less than half of them measured is NaN)."""
-        a = self._segments * self.seg
-        b = min(complete * self.seg, self._consumed)
-        width = b - a if partial else self.seg
-        # the segment that spans the held tail and the new block (if any) on its own, so that
-        # the rest is read in place
-        cut = a if stream.split <= a else min(b, a + -(-(stream.split - a) // width) * width)
+    def _measure(self, stream: _Stream, complete: int) -> None:
+        """Base segments `_base_done`..`complete` - 1, then the spike segments they complete."""
+        a, b = self._base_done * self.base, complete * self.base
+        # the base segment that spans the held tail and the new block on its own, so that the
+        # rest is read in place
+        cut = a if stream.split <= a else min(b, -(-stream.split // self.base) * self.base)
         parts = [(a, cut), (cut, b)] if a < cut < b else [(a, b)]
-        power = np.concatenate([self._powers(stream, lo, hi, width) for lo, hi in parts], axis=1)
-        self._power = np.concatenate([self._power, power], axis=1)
-        self._log = np.concatenate([self._log, np.log(np.maximum(power, _TINY_POWER))], axis=1)
-        self._blank = np.concatenate(
-            [self._blank, np.zeros((self.n_channels, power.shape[1]), dtype=bool)], axis=1
-        )
-        self._segments = complete
+        measured = [self._base_sums(stream, lo, hi) for lo, hi in parts]
+        self._sums = np.concatenate([self._sums, *(s for s, _ in measured)], axis=1)
+        self._counts = np.concatenate([self._counts, *(c for _, c in measured)], axis=1)
+        self._base_done = complete
+        spikes_complete = complete // self.per_seg
+        if spikes_complete > self._segments:
+            lo = self._segments * self.per_seg - self._base_first
+            hi = spikes_complete * self.per_seg - self._base_first
+            k = spikes_complete - self._segments
+            sums, counts = self._sums[:, lo:hi], self._counts[:, lo:hi]
+            if self.per_seg > 1:
+                sums = _add_columns(sums.reshape(self.n_channels, k, self.per_seg))
+                counts = _add_columns(counts.reshape(self.n_channels, k, self.per_seg))
+            if counts.min() == self.seg:
+                power = sums / self.seg
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    power = np.where(2 * counts >= self.seg, sums / counts, np.nan)
+            self._power = np.concatenate([self._power, power], axis=1)
+            self._log = np.concatenate(
+                [self._log, np.log(np.maximum(power, _TINY_POWER))], axis=1
+            )
+            self._segments = spikes_complete
 
-    def _powers(self, stream: _Stream, a: int, b: int, width: int) -> np.ndarray:
-        k = (b - a) // width
+    def _base_sums(self, stream: _Stream, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sums of squares of the counted samples per base segment in a..b-1, and the counts."""
+        k = (b - a) // self.base
         x = stream.take(a, b, 0)
         assert x is not None
         squares = np.empty((self.n_channels, b - a))
         np.square(x.T, out=squares)
-        squares = squares.reshape(self.n_channels, k, width)
+        squares = squares.reshape(self.n_channels, k, self.base)
         ok = stream.take(a, b, len(self._held) - 1)
         if ok is None:
-            return _add_columns(squares) / width
-        ok = np.ascontiguousarray(ok.T).reshape(self.n_channels, k, width)
+            return _add_columns(squares), np.full((self.n_channels, k), self.base, dtype=np.int64)
+        ok = np.ascontiguousarray(ok.T).reshape(self.n_channels, k, self.base)
         squares[~ok] = 0.0
-        count = ok.sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(2 * count >= width, _add_columns(squares) / count, np.nan)
+        return _add_columns(squares), ok.sum(axis=-1)
+
+    # ---- spikes ---------------------------------------------------------------------------------
 
     def _decide(self, upto: int) -> list[Spike]:
-        """Decide every peak in segments `_decided`..`upto` - 1; mark their blanks."""
+        """Decide every peak in spike segments `_decided`..`upto` - 1 and blank them."""
         if upto <= self._decided:
             return []
         chans, at = self._candidates(self._decided - self._first, upto - self._first)
@@ -252,15 +276,18 @@ class SpikeBlanker:
         g, f = self.guard, self.flank
         power, logs = self._power, self._log
         finite = np.isfinite(logs)
+        all_finite = bool(finite.all())
         sums = np.zeros((self.n_channels, logs.shape[1] + 1))
-        np.cumsum(np.where(finite, logs, 0.0), axis=1, out=sums[:, 1:])
-        counts = np.zeros((self.n_channels, logs.shape[1] + 1))
-        np.cumsum(finite, axis=1, out=counts[:, 1:])
+        np.cumsum(logs if all_finite else np.where(finite, logs, 0.0), axis=1, out=sums[:, 1:])
+        if not all_finite:
+            counts = np.zeros((self.n_channels, logs.shape[1] + 1))
+            np.cumsum(finite, axis=1, out=counts[:, 1:])
 
         def mean(a: int, b: int) -> np.ndarray:  # of columns c + a .. c + b - 1, for each c
-            return (sums[:, c0 + b : c1 + b] - sums[:, c0 + a : c1 + a]) / (
-                counts[:, c0 + b : c1 + b] - counts[:, c0 + a : c1 + a]
-            )
+            total = sums[:, c0 + b : c1 + b] - sums[:, c0 + a : c1 + a]
+            if all_finite:
+                return total / (b - a)
+            return total / (counts[:, c0 + b : c1 + b] - counts[:, c0 + a : c1 + a])
 
         with np.errstate(invalid="ignore", divide="ignore"):
             level = np.fmax(mean(-g - f, -g), mean(g + 1, g + f + 1))
@@ -276,7 +303,8 @@ class SpikeBlanker:
         return chans, idx + c0
 
     def _judge(self, chans: np.ndarray, at: np.ndarray) -> list[Spike]:
-        """The exact rule on each candidate (row by row, the same whatever the block split)."""
+        """The exact rule on each candidate (row by row, the same whatever the block split);
+        blank the spikes' base segments."""
         g, f = self.guard, self.flank
         span = at[:, None] + np.arange(-g - f, g + f + 1)
         rows = self._power[chans[:, None], span]
@@ -300,89 +328,97 @@ class SpikeBlanker:
         chans, at, rows = chans[spike], at[spike], rows[spike]
         threshold = self.extent_ratio * np.exp(level[spike])
         over = rows[:, f : f + 2 * g + 1] > threshold[:, None]
-        left = over[:, g - 1 :: -1]
-        right = over[:, g + 1 :]
+        left, right = over[:, g - 1 :: -1], over[:, g + 1 :]
         left_n = np.where(left.all(axis=1), g, np.argmin(left, axis=1))
         right_n = np.where(right.all(axis=1), g, np.argmin(right, axis=1))
-        lo = at - np.minimum(left_n + 1, g)
-        hi = at + np.minimum(right_n + 1, g)
-        base = self._released // self.seg  # the first segment not yet released
-        seg, first = self.seg, self._first
+        lo = at + self._first - np.minimum(left_n + 1, g)  # spike segments, absolute
+        hi = at + self._first + np.minimum(right_n + 1, g)
         spikes = []
+        per_seg, seg = self.per_seg, self.seg
         for c, p, a, b, peak in zip(
             chans.tolist(),
-            at.tolist(),
+            (at + self._first).tolist(),
             lo.tolist(),
             hi.tolist(),
             np.sqrt(rows[:, f + g]).tolist(),
             strict=True,
         ):
-            self._blank[c, max(a + first, base) - base : b + first + 1 - base] = True
-            start = (p + first) * seg
-            spikes.append(
-                Spike(c, start + seg // 2, (a + first) * seg, (b + first + 1) * seg, peak)
-            )
+            b0 = max(a * per_seg, 0) - self._base_first
+            b1 = (b + 1) * per_seg - self._base_first
+            self._sums[c, b0:b1] = 0.0
+            self._counts[c, b0:b1] = 0
+            spikes.append(Spike(c, p * seg + seg // 2, max(a, 0) * seg, (b + 1) * seg, peak))
         spikes.sort(key=lambda s: (s.at, s.channel))
         return spikes
 
+    # ---- releasing ------------------------------------------------------------------------------
+
     def _release(self, stream: _Stream, upto: int, spikes: list[Spike]) -> Released:
-        """Let go of samples up to `upto`, in pieces cut at multiples of `align`: the held tail
-        with the new block up to the next cut, then views of the new block; marks only with the
-        pieces where a blank is or still matters."""
+        """Let go of samples up to `upto` and the hops that end there, in pieces: the held tail
+        with the new block up to the next multiple of `align`, then a view of the new block."""
         upto = min(upto, self._consumed)
         start = self._released
-        first_seg = start // self.seg
-        flags = self._blank[:, : -(-upto // self.seg) - first_seg]
-        marked = self._marked_ranges(flags, first_seg)
-        cuts = {start, upto}
-        if start < stream.split < upto:
-            cuts.add(min(upto, self._aligned_up(stream.split)))
-        for a, b in marked:
-            cuts.update(c for c in (a, b) if start < c < upto)
-        edges = sorted(cuts)
+        first_hop = self._hops
+        envelope = self._hops_until(upto)
+        cuts = [start, upto]
+        aligned = -(-stream.split // self.align) * self.align
+        if start < stream.split < upto and aligned < upto:
+            cuts.insert(1, aligned)
         pieces = []
-        for a, b in zip(edges, edges[1:], strict=False):
-            blanked = None
-            if any(ma <= a < mb for ma, mb in marked):
-                segs = flags[:, a // self.seg - first_seg : -(-b // self.seg) - first_seg]
-                offset = a - (a // self.seg) * self.seg
-                blanked = np.repeat(segs.T, self.seg, axis=0)[offset : offset + b - a]
-            taken = [stream.take(a, b, i) for i in range(len(self._held))]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            if a >= b:
+                continue
+            h0, h1 = a // self.hop - first_hop, b // self.hop - first_hop
+            taken = [stream.take(a, b, i) for i in range(1 + self.n_carried)]
+            assert taken[0] is not None
             pieces.append(
-                Piece(taken[0], tuple(taken[1 : 1 + self.n_carried]), taken[-1], blanked)
+                Piece(
+                    taken[0],
+                    tuple(t for t in taken[1:] if t is not None),
+                    first_hop + h0,
+                    envelope[h0:h1],
+                )
             )
-        self._blank = self._blank[:, upto // self.seg - first_seg :]
         rest = [stream.take(upto, self._consumed, i) for i in range(len(self._held))]
         self._held = tuple(None if r is None else r.copy() for r in rest)
-        if self._held[-1] is not None and self._held[-1].all():
+        last = self._held[-1]
+        if last is not None and last.all():
             self._held = (*self._held[:-1], None)
         self._released = upto
         return Released(pieces, spikes)
 
-    def _marked_ranges(self, flags: np.ndarray, first_seg: int) -> list[tuple[int, int]]:
-        """Sample ranges that go with marks: each run of blanks (runs closer than a few
-        seconds are one) to `mark_reach` past its end, widened to multiples of `align`."""
-        marked = []
-        if self._marked_until > self._released:
-            marked.append((self._released, self._marked_until))
-        blanked = np.flatnonzero(flags.any(axis=0))
-        if len(blanked):
-            edges = (blanked + first_seg) * self.seg
-            breaks = np.flatnonzero(np.diff(edges) > self.run_gap)
-            starts = np.concatenate([edges[:1], edges[breaks + 1]])
-            ends = np.concatenate([edges[breaks], edges[-1:]]) + self.seg + self.mark_reach
-            marked += [
-                (self._aligned_down(int(a)), self._aligned_up(int(b)))
-                for a, b in zip(starts, ends, strict=True)
-            ]
-            self._marked_until = max(self._marked_until, marked[-1][1])
-        return marked
+    def _hops_until(self, upto: int) -> np.ndarray:
+        """The envelope hops that end at or before sample `upto` and were not emitted yet."""
+        count = upto // self.hop - self._hops
+        if count <= 0:
+            return np.empty((0, self.n_channels))
+        first_end = (self._hops + 1) * self.hop // self.base  # base segment just past window 0
+        c0 = first_end - self.window_base - self._base_first
+        c1 = c0 + (count - 1) * self.hop_base + self.window_base
+        sums = self._window_sums(self._sums[:, c0:c1], count)
+        counts = self._counts[:, c0:c1]
+        if counts.min() == self.base:
+            values = sums / self.window
+        else:
+            counted = self._window_sums(counts, count)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = np.where(counted >= self.min_measured, sums / counted, np.nan)
+        np.sqrt(values, out=values)
+        self._hops += count
+        keep = (self._hops + 1) * self.hop // self.base - self.window_base - self._base_first
+        self._sums = self._sums[:, keep:]
+        self._counts = self._counts[:, keep:]
+        self._base_first += keep
+        return np.ascontiguousarray(values.T)
 
-    def _aligned_up(self, sample: int) -> int:
-        return -(-sample // self.align) * self.align
-
-    def _aligned_down(self, sample: int) -> int:
-        return sample // self.align * self.align
+    def _window_sums(self, segments: np.ndarray, count: int) -> np.ndarray:
+        """Sums of `window_base` consecutive segments every `hop_base` ones, segment by segment
+        in a fixed order."""
+        step, stop = self.hop_base, (count - 1) * self.hop_base + 1
+        total = segments[:, 0:stop:step].copy()
+        for j in range(1, self.window_base):
+            total += segments[:, j : j + stop : step]
+        return total
 
 
 def _add_columns(values: np.ndarray) -> np.ndarray:
