@@ -257,6 +257,9 @@ class SpikeConfig:
 
     enabled: bool = True
     segment_s: float = 0.01
+    """The shortest segment; longer at low sampling rates, so that a segment of band-limited
+    noise has `segment_dof` degrees of freedom (2 x bandwidth x length) and noise rarely spikes."""
+    segment_dof: float = 8.0
     guard_s: float = 0.08
     """A spike's peak segment is the highest within +-guard_s, and its blank stays within it."""
     flank_s: float = 0.15
@@ -267,6 +270,14 @@ class SpikeConfig:
     """Around the peak, segments above this many times the flanks' power are blanked (+1 each side)."""
     min_peak_uv: float = 1.0
     """A spike's peak segment RMS, at least (nothing smaller can lift the envelope)."""
+    count_prominence: float = 16.0
+    """A spike that is not a heartbeat counts as a fasciculation from this prominence on (the
+    rest are blanked all the same: noise alone seldom stands this far out)."""
+
+    def segment_samples(self, fs: float, band_hz: tuple[float, float]) -> float:
+        """The segment length in samples (before rounding to the envelope's base segments)."""
+        bandwidth = max(band_hz[1] - band_hz[0], 1e-9)
+        return max(self.segment_s, self.segment_dof / (2.0 * bandwidth)) * fs
 
     def validate(self) -> None:
         _require(self.segment_s > 0, "spikes.segment_s must be > 0")
@@ -280,6 +291,11 @@ class SpikeConfig:
             "spikes.extent_ratio must be at least 1 and below spikes.prominence",
         )
         _require(self.min_peak_uv >= 0, "spikes.min_peak_uv must be >= 0")
+        _require(self.segment_dof > 0, "spikes.segment_dof must be > 0")
+        _require(
+            self.count_prominence >= self.prominence,
+            "spikes.count_prominence must be at least spikes.prominence",
+        )
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ class _Mark:
 
     t: float
     uv: float
+    counts: bool = True
+    """Whether it counts as an "other" spike when it is not a heartbeat."""
     heartbeat: bool = False
 
 
@@ -121,9 +123,10 @@ class HeartRhythm:
         heart = self._heart
         return heart is not None and now_s - heart.last.t <= self.rules.memory_s
 
-    def add(self, t_s: float, uv: float) -> None:
-        """Take the next spike (at `t_s`, peak `uv`)."""
-        mark = _Mark(t_s, uv)
+    def add(self, t_s: float, uv: float, counts: bool = True) -> None:
+        """Take the next spike (at `t_s`, peak `uv`); `counts`: whether :meth:`settle` counts it
+        among the other spikes if it is not a heartbeat."""
+        mark = _Mark(t_s, uv, counts)
         self._commit_due(t_s)
         self._forget(t_s)
         heart = self._heart
@@ -147,15 +150,17 @@ class HeartRhythm:
         self._window.append(mark)
 
     def settle(self, now_s: float) -> tuple[int, int]:
-        """Labels that are final at `now_s` (math.inf: all): (heartbeats, other spikes)."""
+        """Labels that are final at `now_s` (math.inf: all): (heartbeats, other spikes that
+        count)."""
         self._commit_due(now_s)
         beats = others = 0
         window = self._window
         limit = now_s - self.rules.settle_s
         while window and window[0].t < limit:
-            if window.popleft().heartbeat:
+            mark = window.popleft()
+            if mark.heartbeat:
                 beats += 1
-            else:
+            elif mark.counts:
                 others += 1
         if self._heart is not None and now_s - self._heart.last.t > self.rules.memory_s:
             self._heart = self._pending = None

@@ -117,13 +117,14 @@ class Pipeline:
                 config.spikes,
                 window=self.window,
                 hop=self.hop,
+                band_hz=config.filter.effective_band(fs),
                 n_carried=1,
                 align=self.tick_samples,
             )
             if config.mode == "raw" and config.spikes.enabled
             else None
         )
-        self.spike_trains = SpikeTrains(config.channels, fs)
+        self.spike_trains = SpikeTrains(config.channels, fs, config.spikes.count_prominence)
         self.samples_in = 0
         self.finished = False
 

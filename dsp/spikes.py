@@ -50,13 +50,15 @@ class Spike:
 
     channel: int
     at: int
-    """The middle of its peak segment."""
+    """Its centre: the centroid of its energy over the blanked samples."""
     start: int
     """First blanked sample."""
     end: int
     """One past the last blanked sample."""
     peak_uv: float
     """RMS of its peak segment (uV)."""
+    prominence: float
+    """Its peak segment's power over the level of the louder flank."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,8 @@ class _Stream:
 class SpikeBlankedEnvelope:
     """Feed band-passed blocks (n, channels) to :meth:`process`, then :meth:`flush` at the end.
 
-    `window` and `hop` are the envelope's (samples); `carried` streams (same shape as the
+    `window` and `hop` are the envelope's (samples), `band_hz` the signal's band (for the
+    segment length); `carried` streams (same shape as the
     signal) come out delayed with it; `measured` marks the samples that count (None: all);
     a hop with fewer than `min_measured` counted samples is NaN.
     """
@@ -121,6 +124,7 @@ class SpikeBlankedEnvelope:
         *,
         window: int,
         hop: int,
+        band_hz: tuple[float, float],
         n_carried: int = 0,
         align: int = 1,
         min_measured: int = 1,
@@ -130,7 +134,7 @@ class SpikeBlankedEnvelope:
         self.window, self.hop = window, hop
         self.base = math.gcd(window, hop)  # samples per base segment
         self.window_base, self.hop_base = window // self.base, hop // self.base
-        self.per_seg = max(1, round(config.segment_s * fs / self.base))
+        self.per_seg = max(1, round(config.segment_samples(fs, band_hz) / self.base))
         self.seg = self.per_seg * self.base  # samples per spike segment
         seg_s = self.seg / fs
         self.guard = max(1, round(config.guard_s / seg_s))
@@ -180,7 +184,7 @@ class SpikeBlankedEnvelope:
         complete = self._consumed // self.base
         if complete > self._base_done:
             self._measure(stream, complete)
-        spikes = self._decide(self._segments - self.guard - self.flank)
+        spikes = self._decide(self._segments - self.guard - self.flank, stream)
         return self._release(stream, max(0, self._decided - self.guard) * self.seg, spikes)
 
     def flush(self) -> Released:
@@ -193,7 +197,7 @@ class SpikeBlankedEnvelope:
         past_end = np.full((self.n_channels, self.guard + self.flank), np.nan)
         self._power = np.concatenate([self._power, past_end], axis=1)
         self._log = np.concatenate([self._log, past_end], axis=1)
-        spikes = self._decide(self._segments)
+        spikes = self._decide(self._segments, stream)
         return self._release(stream, self._consumed, spikes)
 
     # ---- measuring ------------------------------------------------------------------------------
@@ -256,12 +260,12 @@ class SpikeBlankedEnvelope:
 
     # ---- spikes ---------------------------------------------------------------------------------
 
-    def _decide(self, upto: int) -> list[Spike]:
+    def _decide(self, upto: int, stream: _Stream) -> list[Spike]:
         """Decide every peak in spike segments `_decided`..`upto` - 1 and blank them."""
         if upto <= self._decided:
             return []
         chans, at = self._candidates(self._decided - self._first, upto - self._first)
-        spikes = self._judge(chans, at) if len(at) else []
+        spikes = self._judge(chans, at, stream) if len(at) else []
         self._decided = upto
         drop = self._decided - self.guard - self.flank - self._first
         self._power = self._power[:, drop:]
@@ -302,7 +306,7 @@ class SpikeBlankedEnvelope:
         chans, idx = np.nonzero(keep)
         return chans, idx + c0
 
-    def _judge(self, chans: np.ndarray, at: np.ndarray) -> list[Spike]:
+    def _judge(self, chans: np.ndarray, at: np.ndarray, stream: _Stream) -> list[Spike]:
         """The exact rule on each candidate (row by row, the same whatever the block split);
         blank the spikes' base segments."""
         g, f = self.guard, self.flank
@@ -325,8 +329,8 @@ class SpikeBlankedEnvelope:
         )
         if not spike.any():
             return []
-        chans, at, rows = chans[spike], at[spike], rows[spike]
-        threshold = self.extent_ratio * np.exp(level[spike])
+        chans, at, rows, level = chans[spike], at[spike], rows[spike], level[spike]
+        threshold = self.extent_ratio * np.exp(level)
         over = rows[:, f : f + 2 * g + 1] > threshold[:, None]
         left, right = over[:, g - 1 :: -1], over[:, g + 1 :]
         left_n = np.where(left.all(axis=1), g, np.argmin(left, axis=1))
@@ -335,19 +339,25 @@ class SpikeBlankedEnvelope:
         hi = at + self._first + np.minimum(right_n + 1, g)
         spikes = []
         per_seg, seg = self.per_seg, self.seg
-        for c, p, a, b, peak in zip(
+        for c, p, a, b, peak, prominence in zip(
             chans.tolist(),
             (at + self._first).tolist(),
             lo.tolist(),
             hi.tolist(),
             np.sqrt(rows[:, f + g]).tolist(),
+            (rows[:, f + g] / np.exp(level)).tolist(),
             strict=True,
         ):
             b0 = max(a * per_seg, 0) - self._base_first
             b1 = (b + 1) * per_seg - self._base_first
             self._sums[c, b0:b1] = 0.0
             self._counts[c, b0:b1] = 0
-            spikes.append(Spike(c, p * seg + seg // 2, max(a, 0) * seg, (b + 1) * seg, peak))
+            s0, s1 = max(self._released, a * seg), min(self._consumed, (b + 1) * seg)
+            around = stream.take(s0, s1, 0)
+            assert around is not None
+            energy = around[:, c] * around[:, c]
+            centre = s0 + int(round(float(energy @ np.arange(len(energy)) / energy.sum())))
+            spikes.append(Spike(c, centre, max(a, 0) * seg, (b + 1) * seg, peak, prominence))
         spikes.sort(key=lambda s: (s.at, s.channel))
         return spikes
 

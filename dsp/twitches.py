@@ -80,10 +80,15 @@ class SpikeTrains:
     (:meth:`process`); :meth:`summary` at any time."""
 
     def __init__(
-        self, channels: tuple[str, ...], fs: float, rules: RhythmRules | None = None
+        self,
+        channels: tuple[str, ...],
+        fs: float,
+        count_prominence: float,
+        rules: RhythmRules | None = None,
     ) -> None:
         self.names = channels
         self.fs = fs
+        self.count_prominence = count_prominence
         self.rules = rules or RhythmRules()
         self._channels = [_Channel(HeartRhythm(self.rules)) for _ in channels]
 
@@ -146,8 +151,10 @@ class SpikeTrains:
         i = 0
         for t, end in enumerate(ends.tolist()):
             while i < len(spikes) and tick_of[i] == t:
+                spike = spikes[i]
                 if good[t]:
-                    rhythm.add(spikes[i].at / self.fs, spikes[i].peak_uv)
+                    counts = spike.prominence >= self.count_prominence
+                    rhythm.add(spike.at / self.fs, spike.peak_uv, counts)
                 i += 1
             now_s = end / self.fs
             self._count(channel, rhythm.settle(now_s))
