@@ -311,6 +311,7 @@ def _record(output: PipelineOutput, writer: EventWriter, summary: RunSummary) ->
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
     summary.add_limb_movements(output.limb_movements)
+    summary.add_fasciculations(output.fasciculations)
 
 
 def _assume_microvolts(path: Path) -> str:

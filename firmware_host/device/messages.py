@@ -11,6 +11,7 @@ import numpy as np
 
 from dsp.events import STATE_SIGNAL_LOST, Event, QualityChange, iso_utc
 from dsp.limb_movements import LimbMovementSummary, PlmFigures
+from dsp.twitches import FasciculationSummary, SpikeFigures
 from messaging.topics import (
     ENVELOPE_SCHEMA,
     MARKER_SCHEMA,
@@ -65,8 +66,9 @@ class ChannelStates:
     how much of the session had good signal and the mean EMG level since the last state message;
     tonight's cramp count (cramps that started since 12:00 local time, whichever session they
     were in; it starts again from 0 when the daemon restarts); the periodic limb movements so far
-    (WASM 2016 rules, per hour of good signal; sleep not known); and, from `storage`, where the
-    outbox keeps messages and how the recording disk stands."""
+    (WASM 2016 rules, per hour of good signal; sleep not known); per channel the fasciculations
+    so far (per hour of good signal); and, from `storage`, where the outbox keeps messages and how
+    the recording disk stands."""
 
     def __init__(
         self,
@@ -90,6 +92,7 @@ class ChannelStates:
         self._level_sum = np.zeros(len(channels))
         self._level_count = np.zeros(len(channels))
         self.plm: LimbMovementSummary | None = None
+        self.fasciculations: FasciculationSummary | None = None
 
     def set_limb_movements(self, summary: LimbMovementSummary | None) -> bool:
         """Take the latest PLM figures; True when a count changed (worth a state message)."""
@@ -98,6 +101,12 @@ class ChannelStates:
         before = self.plm
         self.plm = summary
         return before is None or _plm_counts(before) != _plm_counts(summary)
+
+    def set_fasciculations(self, summary: FasciculationSummary | None) -> None:
+        """Take the latest fasciculation figures (they go out with the next state message;
+        twitches come every second or two, so they do not call for one of their own)."""
+        if summary is not None:
+            self.fasciculations = summary
 
     def change(self, channel: str, state: str, at_s: float) -> None:
         previous, since = self.states[channel]
@@ -122,6 +131,7 @@ class ChannelStates:
         self._roll_night(elapsed_s)
         levels = self._take_levels()
         plm = self.plm
+        spikes = self.fasciculations
         document: dict[str, Any] = {
             "schema": STATE_SCHEMA,
             "device": self.device,
@@ -139,6 +149,7 @@ class ChannelStates:
                     "problems": list(self.problems[channel]),
                     "level_uv": levels[i],
                     **(_plm_fields(plm.channels[channel], "plm") if plm is not None else {}),
+                    **(_spike_fields(spikes.channels[channel]) if spikes is not None else {}),
                 }
                 for i, (channel, (state, at_s)) in enumerate(self.states.items())
             },
@@ -177,6 +188,15 @@ def _plm_fields(figures: PlmFigures, count_key: str) -> dict[str, Any]:
         count_key: figures.plm,
         "plm_series": figures.plm_series,
         "plm_per_hour": round(index, 2) if index is not None else None,
+    }
+
+
+def _spike_fields(figures: SpikeFigures) -> dict[str, Any]:
+    """Fasciculations so far and their rate (per hour of good signal) for the state message."""
+    index = figures.fasciculations_per_hour
+    return {
+        "fasciculations": figures.fasciculations,
+        "fasciculations_per_hour": round(index, 2) if index is not None else None,
     }
 
 
