@@ -33,6 +33,8 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class RhythmRules:
@@ -44,6 +46,10 @@ class RhythmRules:
     """How far (relative to RR) a beat may be from where the rhythm expects it."""
     amplitude_ratio: float = 1.5
     """A beat's peak within this factor of the train's recent beats (the lead sees one heart)."""
+    shape_similarity: float = 0.8
+    """A beat's waveform correlates at least this well with the train's last beat (one lead sees
+    the same QRS every beat; the twitches of different motor units differ)."""
+    shape_lag_s: float = 0.005
     confirm_beats: int = 8
     steadiness: float = 0.12
     """To be confirmed, a train's RR may change by at most this much (relative) from beat to beat."""
@@ -70,6 +76,7 @@ class _Mark:
 
     t: float
     uv: float
+    shape: np.ndarray | None = None
     counts: bool = True
     """Whether it counts as an "other" spike when it is not a heartbeat."""
     heartbeat: bool = False
@@ -81,9 +88,13 @@ class _Train:
 
     beats: list[_Mark]
     rr: float
+    steps: list[int] = field(default_factory=list)
+    """How many RR each beat came after the one before (2: a beat was not seen)."""
     rrs: deque[float] = field(default_factory=lambda: deque(maxlen=3))
     amps: deque[float] = field(default_factory=lambda: deque(maxlen=5))
     confirmed: bool = False
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=64))
+    """Times of the heart's recent beats (once confirmed)."""
     in_step: bool = True
     """Its last beat came one RR after the one before (a missed beat is bridged only then)."""
 
@@ -91,16 +102,34 @@ class _Train:
     def last(self) -> _Mark:
         return self.beats[-1]
 
-    def looks_like(self, uv: float, ratio: float) -> bool:
+    def looks_like(self, mark: _Mark, rules: RhythmRules, max_lag: int) -> bool:
+        """The spike's peak is like the train's recent beats and its waveform like the last."""
         reference = statistics.median(self.amps)
-        return reference / ratio <= uv <= reference * ratio
+        ratio = rules.amplitude_ratio
+        if not reference / ratio <= mark.uv <= reference * ratio:
+            return False
+        return _alike_shapes(self.last.shape, mark.shape, rules.shape_similarity, max_lag)
+
+
+def _alike_shapes(a: np.ndarray | None, b: np.ndarray | None, limit: float, max_lag: int) -> bool:
+    """Normalised cross-correlation of two waveforms, at the best lag within +-max_lag."""
+    if a is None or b is None:
+        return True
+    norm = math.sqrt(float(a @ a) * float(b @ b))
+    if norm == 0.0:
+        return False
+    full = np.correlate(a, b, mode="full")
+    middle = len(b) - 1
+    best = float(full[max(0, middle - max_lag) : middle + max_lag + 1].max())
+    return best >= limit * norm
 
 
 class HeartRhythm:
     """One channel: :meth:`add` spikes in time order, :meth:`settle` to take the final labels."""
 
-    def __init__(self, rules: RhythmRules | None = None) -> None:
+    def __init__(self, rules: RhythmRules | None = None, max_lag: int = 0) -> None:
         self.rules = rules or RhythmRules()
+        self.max_lag = max_lag
         self.min_rr = 60.0 / self.rules.max_bpm
         self.max_rr = 60.0 / self.rules.min_bpm
         self._window: deque[_Mark] = deque()
@@ -123,10 +152,13 @@ class HeartRhythm:
         heart = self._heart
         return heart is not None and now_s - heart.last.t <= self.rules.memory_s
 
-    def add(self, t_s: float, uv: float, counts: bool = True) -> None:
-        """Take the next spike (at `t_s`, peak `uv`); `counts`: whether :meth:`settle` counts it
-        among the other spikes if it is not a heartbeat."""
-        mark = _Mark(t_s, uv, counts)
+    def add(
+        self, t_s: float, uv: float, shape: np.ndarray | None = None, counts: bool = True
+    ) -> None:
+        """Take the next spike (at `t_s`, peak `uv`, its waveform around its centre, if known);
+        `counts`: whether :meth:`settle` counts it among the other spikes if it is not a
+        heartbeat."""
+        mark = _Mark(t_s, uv, shape, counts)
         self._commit_due(t_s)
         self._forget(t_s)
         heart = self._heart
@@ -138,13 +170,14 @@ class HeartRhythm:
             elif self._pending is None and self._reanchor(heart, mark):
                 k_heart = 1
         for train in list(self._trains):
-            if self._fit(train, mark, 1):
-                self._extend(train, mark, 1)
+            k = self._fit(train, mark, self._reach(train))
+            if k:
+                self._extend(train, mark, k)
                 if len(train.beats) >= self.rules.confirm_beats:
                     if self._steady(train):
                         self._confirm(train)
                         break
-                    del train.beats[0]  # not yet: judge the next beats without the first
+                    del train.beats[0], train.steps[0]  # not yet: judge on without the first
         if k_heart != 1:
             self._spawn(mark)
         self._window.append(mark)
@@ -170,8 +203,16 @@ class HeartRhythm:
 
     def _forget(self, now_s: float) -> None:
         """Drop candidate trains that can no longer be extended."""
-        slack = 1 + self.rules.tolerance
-        self._trains = [tr for tr in self._trains if now_s - tr.last.t <= slack * tr.rr]
+        slack = self.rules.tolerance * 1.25
+        self._trains = [
+            tr for tr in self._trains if now_s - tr.last.t <= (self._reach(tr) + slack) * tr.rr
+        ]
+
+    @staticmethod
+    def _reach(train: _Train) -> int:
+        """A candidate train may bridge one beat that was not seen (an ectopic beat's
+        compensatory pause) once it has three beats in step."""
+        return 2 if train.in_step and len(train.beats) >= 3 else 1
 
     def _fit(self, train: _Train, mark: _Mark, max_k: int) -> int:
         """How many RR after the train's last beat the spike comes (0: it does not fit)."""
@@ -181,7 +222,7 @@ class HeartRhythm:
             return 0
         if abs(d - k * train.rr) > self._allowed(train, k):
             return 0
-        return k if train.looks_like(mark.uv, self.rules.amplitude_ratio) else 0
+        return k if train.looks_like(mark, self.rules, self.max_lag) else 0
 
     def _allowed(self, train: _Train, k: int) -> float:
         return self.rules.tolerance * train.rr * (1 + 0.25 * (k - 1))
@@ -191,10 +232,10 @@ class HeartRhythm:
         twitch may come first, just before the beat)."""
         allowed = self._allowed(heart, k)
         timing = (mark.t - heart.last.t - k * heart.rr) / allowed
-        shape = math.log(mark.uv / statistics.median(heart.amps)) / math.log(
+        size = math.log(mark.uv / statistics.median(heart.amps)) / math.log(
             max(self.rules.amplitude_ratio, 1.0 + 1e-9)
         )
-        misfit = timing * timing + shape * shape
+        misfit = timing * timing + size * size
         pending = self._pending
         if pending is None or misfit < pending[2]:
             end = heart.last.t + k * heart.rr + allowed
@@ -214,6 +255,7 @@ class HeartRhythm:
 
     def _extend(self, train: _Train, mark: _Mark, k: int) -> None:
         train.in_step = k == 1
+        train.steps.append(k)
         if k == 1:
             train.rrs.append(mark.t - train.last.t)
             train.rr = statistics.median(train.rrs)
@@ -221,6 +263,7 @@ class HeartRhythm:
         if train.confirmed:
             mark.heartbeat = True
             train.beats[-1] = mark  # the heart keeps only its last beat
+            train.recent.append(mark.t)
         else:
             train.beats.append(mark)
 
@@ -228,22 +271,78 @@ class HeartRhythm:
         """Sinus rhythm changes little from one beat to the next; twitches that happened to
         fall in line do not."""
         times = [mark.t for mark in train.beats]
-        rrs = [b - a for a, b in zip(times, times[1:], strict=False)]
-        limit = self.rules.steadiness * statistics.median(rrs)
-        return all(abs(b - a) <= limit for a, b in zip(rrs, rrs[1:], strict=False))
+        rrs = [
+            b - a if k == 1 else None
+            for a, b, k in zip(times[:-1], times[1:], train.steps, strict=True)
+        ]
+        whole = [rr for rr in rrs if rr is not None]
+        if len(whole) < self.rules.confirm_beats - 2:
+            return False
+        limit = self.rules.steadiness * statistics.median(whole)
+        return all(
+            abs(b - a) <= limit
+            for a, b in zip(rrs, rrs[1:], strict=False)
+            if a is not None and b is not None
+        )
 
     def _confirm(self, train: _Train) -> None:
         heart = self._heart
-        if heart is not None and heart.last is train.last:
+        if heart is not None and self._heart_explains(heart, train):
             self._trains.remove(train)  # the heart already follows these beats
             return
         train.confirmed = True
+        train.recent.extend(mark.t for mark in train.beats)
         for mark in train.beats:
             mark.heartbeat = True
+        self._backfill(train)
         train.beats = [train.last]
         self._heart = train
         self._pending = None
         self._trains = []
+
+    def _heart_explains(self, heart: _Train, train: _Train) -> bool:
+        """Over the new train's span, the heart took at least as many beats (a train of every
+        other beat, or twitches that fell in line, do not replace a heart that is beating)."""
+        first, last = train.beats[0].t, train.last.t
+        taken = sum(1 for t in heart.recent if first <= t <= last)
+        pending = self._pending
+        if pending is not None and first <= pending[0].t <= last:
+            taken += 1
+        return taken >= len(train.beats)
+
+    def _backfill(self, train: _Train) -> None:
+        """The heart was beating before its train was confirmed: follow it back through the
+        spikes still waiting for their label (a beat one RR earlier; two RR earlier with an
+        ectopic beat between; or an atrial ectopic beat that reset the rhythm), as far as it
+        goes."""
+        rr, tol = train.rr, self.rules.tolerance
+        earlier = [m for m in self._window if m.t < train.beats[0].t and not m.heartbeat]
+        t_ref = train.beats[0].t
+
+        def like(mark: _Mark) -> bool:
+            return train.looks_like(mark, self.rules, self.max_lag)
+
+        def near(target: float, allowed: float) -> _Mark | None:
+            found = [m for m in earlier if abs(m.t - target) <= allowed and like(m)]
+            return min(found, key=lambda m: abs(m.t - target)) if found else None
+
+        while True:
+            beat = near(t_ref - rr, tol * rr)
+            if beat is None:
+                beat = near(t_ref - 2 * rr, tol * rr * 1.25)
+                if beat is not None:  # a ventricular ectopic beat between?
+                    between = [m for m in earlier if beat.t + 0.4 * rr <= m.t <= beat.t + 0.85 * rr]
+                    if between:
+                        between[0].heartbeat = True
+            if beat is None:  # an atrial ectopic beat that reset the rhythm?
+                short = [m for m in earlier if t_ref - 0.85 * rr <= m.t <= t_ref - 0.4 * rr]
+                short = [m for m in short if like(m) and near(m.t - rr, tol * rr) is not None]
+                beat = short[-1] if short else None
+            if beat is None:
+                return
+            beat.heartbeat = True
+            earlier = [m for m in earlier if m.t < beat.t]
+            t_ref = beat.t
 
     def _spawn(self, mark: _Mark) -> None:
         """New candidate trains: this spike with each earlier like one 0.33-1.5 s before it."""
@@ -258,7 +357,11 @@ class HeartRhythm:
             ratio = self.rules.amplitude_ratio
             if not earlier.uv / ratio <= mark.uv <= earlier.uv * ratio:
                 continue
-            train = _Train(beats=[earlier, mark], rr=d)
+            if not _alike_shapes(
+                earlier.shape, mark.shape, self.rules.shape_similarity, self.max_lag
+            ):
+                continue
+            train = _Train(beats=[earlier, mark], rr=d, steps=[1])
             train.rrs.append(d)
             train.amps.extend((earlier.uv, mark.uv))
             self._trains.append(train)
@@ -279,7 +382,7 @@ class HeartRhythm:
     def _reanchor(self, heart: _Train, mark: _Mark) -> bool:
         """A spike one RR after a premature like spike (0.4-0.85 RR after the last beat): an
         ectopic beat that reset the rhythm, which goes on from it."""
-        last, rr, ratio = heart.last.t, heart.rr, self.rules.amplitude_ratio
+        last, rr = heart.last.t, heart.rr
         tolerance = self.rules.tolerance * rr
         for earlier in reversed(self._window):
             if earlier.t <= last + 0.4 * rr:
@@ -291,8 +394,8 @@ class HeartRhythm:
                 continue
             if (
                 abs(d - rr) <= tolerance
-                and heart.looks_like(mark.uv, ratio)
-                and heart.looks_like(earlier.uv, ratio)
+                and heart.looks_like(mark, self.rules, self.max_lag)
+                and heart.looks_like(earlier, self.rules, self.max_lag)
             ):
                 earlier.heartbeat = True
                 heart.beats[-1] = earlier

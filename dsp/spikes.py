@@ -35,13 +35,15 @@ on its own row of segments, so the output is bit-identical over any block split.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dsp.config import SpikeConfig
 
 _TINY_POWER = 1e-12  # uV^2: below anything measurable, so that a digital zero has a logarithm
+SHAPE_HALF_S = 0.04
+"""A spike's waveform is kept from this long before its centre to this long after."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,9 @@ class Spike:
     """RMS of its peak segment (uV)."""
     prominence: float
     """Its peak segment's power over the level of the louder flank."""
+    shape: np.ndarray = field(compare=False, repr=False, default_factory=lambda: np.empty(0))
+    """The band-passed signal from SHAPE_HALF_S before its centre to as long after (zeros past
+    either end of the stream)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class SpikeBlankedEnvelope:
         self.align = max(1, align)
         self.min_measured = max(1, min_measured)
         self.max_delay_samples = (2 * self.guard + self.flank + 1) * self.seg
+        self.shape_half = max(1, round(SHAPE_HALF_S * fs))
         # Base segments (sums of squares of the counted samples, and how many were counted)
         # from base segment `_base_first` on; before the stream: zeros that count.
         self._sums = np.zeros((n_channels, self.window_base))
@@ -357,9 +363,21 @@ class SpikeBlankedEnvelope:
             assert around is not None
             energy = around[:, c] * around[:, c]
             centre = s0 + int(round(float(energy @ np.arange(len(energy)) / energy.sum())))
-            spikes.append(Spike(c, centre, max(a, 0) * seg, (b + 1) * seg, peak, prominence))
+            shape = self._shape(stream, c, centre)
+            spikes.append(
+                Spike(c, centre, max(a, 0) * seg, (b + 1) * seg, peak, prominence, shape)
+            )
         spikes.sort(key=lambda s: (s.at, s.channel))
         return spikes
+
+    def _shape(self, stream: _Stream, channel: int, centre: int) -> np.ndarray:
+        half = self.shape_half
+        out = np.zeros(2 * half + 1)
+        a, b = max(self._released, centre - half), min(self._consumed, centre + half + 1)
+        taken = stream.take(a, b, 0)
+        assert taken is not None
+        out[a - (centre - half) : b - (centre - half)] = taken[:, channel]
+        return out
 
     # ---- releasing ------------------------------------------------------------------------------
 

@@ -90,7 +90,8 @@ class SpikeTrains:
         self.fs = fs
         self.count_prominence = count_prominence
         self.rules = rules or RhythmRules()
-        self._channels = [_Channel(HeartRhythm(self.rules)) for _ in channels]
+        max_lag = round(self.rules.shape_lag_s * fs)
+        self._channels = [_Channel(HeartRhythm(self.rules, max_lag)) for _ in channels]
 
     def add(self, spikes: list[Spike]) -> None:
         """Spikes in time order (they wait for the tick they fall in)."""
@@ -154,7 +155,7 @@ class SpikeTrains:
                 spike = spikes[i]
                 if good[t]:
                     counts = spike.prominence >= self.count_prominence
-                    rhythm.add(spike.at / self.fs, spike.peak_uv, counts)
+                    rhythm.add(spike.at / self.fs, spike.peak_uv, spike.shape, counts)
                 i += 1
             now_s = end / self.fs
             self._count(channel, rhythm.settle(now_s))
