@@ -92,6 +92,8 @@ class _Train:
     """How many RR each beat came after the one before (2: a beat was not seen)."""
     rrs: deque[float] = field(default_factory=lambda: deque(maxlen=3))
     amps: deque[float] = field(default_factory=lambda: deque(maxlen=5))
+    amp: float = 0.0
+    """The median of `amps` (the train's reference peak)."""
     confirmed: bool = False
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     """Times of the heart's recent beats (once confirmed)."""
@@ -104,24 +106,26 @@ class _Train:
 
     def looks_like(self, mark: _Mark, rules: RhythmRules, max_lag: int) -> bool:
         """The spike's peak is like the train's recent beats and its waveform like the last."""
-        reference = statistics.median(self.amps)
         ratio = rules.amplitude_ratio
-        if not reference / ratio <= mark.uv <= reference * ratio:
+        if not self.amp / ratio <= mark.uv <= self.amp * ratio:
             return False
         return _alike_shapes(self.last.shape, mark.shape, rules.shape_similarity, max_lag)
 
 
 def _alike_shapes(a: np.ndarray | None, b: np.ndarray | None, limit: float, max_lag: int) -> bool:
-    """Normalised cross-correlation of two waveforms, at the best lag within +-max_lag."""
+    """Cross-correlation of two unit-norm waveforms at the best lag within +-max_lag."""
     if a is None or b is None:
         return True
-    norm = math.sqrt(float(a @ a) * float(b @ b))
-    if norm == 0.0:
-        return False
     full = np.correlate(a, b, mode="full")
     middle = len(b) - 1
-    best = float(full[max(0, middle - max_lag) : middle + max_lag + 1].max())
-    return best >= limit * norm
+    return float(full[max(0, middle - max_lag) : middle + max_lag + 1].max()) >= limit
+
+
+def _unit(shape: np.ndarray | None) -> np.ndarray | None:
+    if shape is None:
+        return None
+    norm = math.sqrt(float(shape @ shape))
+    return shape / norm if norm > 0 else np.zeros_like(shape)
 
 
 class HeartRhythm:
@@ -158,7 +162,7 @@ class HeartRhythm:
         """Take the next spike (at `t_s`, peak `uv`, its waveform around its centre, if known);
         `counts`: whether :meth:`settle` counts it among the other spikes if it is not a
         heartbeat."""
-        mark = _Mark(t_s, uv, shape, counts)
+        mark = _Mark(t_s, uv, _unit(shape), counts)
         self._commit_due(t_s)
         self._forget(t_s)
         heart = self._heart
@@ -232,7 +236,7 @@ class HeartRhythm:
         twitch may come first, just before the beat)."""
         allowed = self._allowed(heart, k)
         timing = (mark.t - heart.last.t - k * heart.rr) / allowed
-        size = math.log(mark.uv / statistics.median(heart.amps)) / math.log(
+        size = math.log(mark.uv / heart.amp) / math.log(
             max(self.rules.amplitude_ratio, 1.0 + 1e-9)
         )
         misfit = timing * timing + size * size
@@ -260,6 +264,7 @@ class HeartRhythm:
             train.rrs.append(mark.t - train.last.t)
             train.rr = statistics.median(train.rrs)
         train.amps.append(mark.uv)
+        train.amp = statistics.median(train.amps)
         if train.confirmed:
             mark.heartbeat = True
             train.beats[-1] = mark  # the heart keeps only its last beat
@@ -364,6 +369,7 @@ class HeartRhythm:
             train = _Train(beats=[earlier, mark], rr=d, steps=[1])
             train.rrs.append(d)
             train.amps.extend((earlier.uv, mark.uv))
+            train.amp = statistics.median(train.amps)
             self._trains.append(train)
         if len(self._trains) > self.rules.max_trains:
             del self._trains[: len(self._trains) - self.rules.max_trains]

@@ -343,41 +343,64 @@ class SpikeBlankedEnvelope:
         right_n = np.where(right.all(axis=1), g, np.argmin(right, axis=1))
         lo = at + self._first - np.minimum(left_n + 1, g)  # spike segments, absolute
         hi = at + self._first + np.minimum(right_n + 1, g)
-        spikes = []
-        per_seg, seg = self.per_seg, self.seg
-        for c, p, a, b, peak, prominence in zip(
-            chans.tolist(),
-            (at + self._first).tolist(),
-            lo.tolist(),
-            hi.tolist(),
-            np.sqrt(rows[:, f + g]).tolist(),
-            (rows[:, f + g] / np.exp(level)).tolist(),
-            strict=True,
-        ):
-            b0 = max(a * per_seg, 0) - self._base_first
-            b1 = (b + 1) * per_seg - self._base_first
-            self._sums[c, b0:b1] = 0.0
-            self._counts[c, b0:b1] = 0
-            s0, s1 = max(self._released, a * seg), min(self._consumed, (b + 1) * seg)
-            around = stream.take(s0, s1, 0)
-            assert around is not None
-            energy = around[:, c] * around[:, c]
-            centre = s0 + int(round(float(energy @ np.arange(len(energy)) / energy.sum())))
-            shape = self._shape(stream, c, centre)
-            spikes.append(
-                Spike(c, centre, max(a, 0) * seg, (b + 1) * seg, peak, prominence, shape)
+        self._blank_base(chans, lo, hi)
+        centres, shapes = self._centres_and_shapes(stream, chans, lo, hi)
+        seg = self.seg
+        peaks = np.sqrt(rows[:, f + g]).tolist()
+        prominences = (rows[:, f + g] / np.exp(level)).tolist()
+        spikes = [
+            Spike(c, centre, max(a, 0) * seg, (b + 1) * seg, peak, prominence, shape)
+            for c, centre, a, b, peak, prominence, shape in zip(
+                chans.tolist(),
+                centres.tolist(),
+                lo.tolist(),
+                hi.tolist(),
+                peaks,
+                prominences,
+                shapes,
+                strict=True,
             )
+        ]
         spikes.sort(key=lambda s: (s.at, s.channel))
         return spikes
 
-    def _shape(self, stream: _Stream, channel: int, centre: int) -> np.ndarray:
-        half = self.shape_half
-        out = np.zeros(2 * half + 1)
-        a, b = max(self._released, centre - half), min(self._consumed, centre + half + 1)
-        taken = stream.take(a, b, 0)
-        assert taken is not None
-        out[a - (centre - half) : b - (centre - half)] = taken[:, channel]
-        return out
+    def _blank_base(self, chans: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Zero the base segments of spike segments lo..hi (absolute) on their channels."""
+        width = self._sums.shape[1]
+        b0 = np.clip(np.maximum(lo, 0) * self.per_seg - self._base_first, 0, width)
+        b1 = np.clip((hi + 1) * self.per_seg - self._base_first, 0, width)
+        edges = np.zeros((self.n_channels, width + 1), dtype=np.int64)
+        np.add.at(edges, (chans, b0), 1)
+        np.add.at(edges, (chans, b1), -1)
+        blanked = np.cumsum(edges, axis=1)[:, :width] > 0
+        self._sums[blanked] = 0.0
+        self._counts[blanked] = 0
+
+    def _centres_and_shapes(
+        self, stream: _Stream, chans: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each spike's centre (the centroid of its energy over its blanked samples) and its
+        waveform around the centre (zeros outside what is held)."""
+        half, seg = self.shape_half, self.seg
+        first, last = self._released, self._consumed
+        start = np.clip(lo * seg, first, last)
+        stop = np.clip((hi + 1) * seg, first, last)
+        r0 = max(first, int(start.min()) - half)
+        r1 = min(last, int(stop.max()) + half + 1)
+        region = stream.take(r0, r1, 0)
+        assert region is not None
+        span = int((stop - start).max())
+        offsets = np.arange(span)
+        index = start[:, None] + offsets
+        inside = index < stop[:, None]
+        values = region[np.where(inside, index, start[:, None]) - r0, chans[:, None]]
+        energy = np.where(inside, values * values, 0.0)
+        centres = start + np.rint((energy * offsets).sum(axis=1) / energy.sum(axis=1))
+        centres = centres.astype(np.int64)
+        around = centres[:, None] + np.arange(-half, half + 1)
+        held = (around >= r0) & (around < r1)
+        shapes = np.where(held, region[np.clip(around, r0, r1 - 1) - r0, chans[:, None]], 0.0)
+        return centres, list(shapes)
 
     # ---- releasing ------------------------------------------------------------------------------
 
