@@ -12,8 +12,9 @@ movement, a walk) keeps its level; only a burst brief and isolated enough to be 
 The rule, on the mean power of short segments (10 ms): a segment is a spike's peak when it is the
 highest within +-`guard_s` (80 ms) and at least `prominence` (8) times the level of the `flank_s`
 (150 ms) beyond the guard on *each* side, so the spike stands alone; a cramp or a movement lasts
-far longer than the guard and is never isolated. A flank's level is the geometric mean of its
-segment powers, so a neighbouring spike (a heartbeat next to a twitch) raises it only a little.
+far longer than the guard and is never isolated. A flank's level is the median of its segment
+powers, so neither a neighbouring spike (a heartbeat next to a twitch) nor the edge of a burst
+moves it much.
 The blank covers the segments around the peak, within the guard, whose power is over
 `extent_ratio` (2) x that level, and one segment more on each side. What the spikes are
 (heartbeats in a rhythm, twitches) is for :mod:`dsp.ecg` and :mod:`dsp.twitches`; blanking does not
@@ -29,7 +30,8 @@ so the stage holds back 2 x guard + flank (about 0.31 s) plus the segment in pro
 the band-passed signal, the streams carried along with it and the envelope hops that much later, in
 pieces cut at multiples of `align` (the pipeline's ticks) where it can, so that no block is copied.
 Segment sums are added in a fixed order, each window's sum is its own, and each candidate is judged
-on its own row of segments, so the output is bit-identical over any block split.
+on its own row of segments (medians and minima are exact), so the output is bit-identical over
+any block split.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import minimum_filter1d
 
 from dsp.config import SpikeConfig
 
-_TINY_POWER = 1e-12  # uV^2: below anything measurable, so that a digital zero has a logarithm
 SHAPE_HALF_S = 0.04
 """A spike's waveform is kept from this long before its centre to this long after."""
 
@@ -144,7 +146,7 @@ class SpikeBlankedEnvelope:
         seg_s = self.seg / fs
         self.guard = max(1, round(config.guard_s / seg_s))
         self.flank = max(1, round(config.flank_s / seg_s))
-        self.log_prominence = math.log(config.prominence)
+        self.prominence = config.prominence
         self.extent_ratio = config.extent_ratio
         self.min_power = config.min_peak_uv**2
         self.n_channels = n_channels
@@ -159,10 +161,9 @@ class SpikeBlankedEnvelope:
         self._counts = np.full((n_channels, self.window_base), self.base, dtype=np.int64)
         self._base_first = -self.window_base
         self._base_done = 0
-        # Spike segments: mean power and its logarithm from segment `_first` on (NaN: unknown).
+        # Spike segments: mean power from segment `_first` on (NaN: unknown).
         reach = self.guard + self.flank
         self._power = np.full((n_channels, reach), np.nan)
-        self._log = np.full((n_channels, reach), np.nan)
         self._first = -reach
         self._segments = 0  # complete spike segments
         self._decided = 0  # every peak before this spike segment is decided
@@ -202,7 +203,6 @@ class SpikeBlankedEnvelope:
         stream = _Stream(self._released, self._held, (None,) * len(self._held))
         past_end = np.full((self.n_channels, self.guard + self.flank), np.nan)
         self._power = np.concatenate([self._power, past_end], axis=1)
-        self._log = np.concatenate([self._log, past_end], axis=1)
         spikes = self._decide(self._segments, stream)
         return self._release(stream, self._consumed, spikes)
 
@@ -244,9 +244,6 @@ class SpikeBlankedEnvelope:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     power = np.where(2 * counts >= self.seg, sums / counts, np.nan)
             self._power = np.concatenate([self._power, power], axis=1)
-            self._log = np.concatenate(
-                [self._log, np.log(np.maximum(power, _TINY_POWER))], axis=1
-            )
             self._segments = spikes_complete
 
     def _base_sums(self, stream: _Stream, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -275,37 +272,26 @@ class SpikeBlankedEnvelope:
         self._decided = upto
         drop = self._decided - self.guard - self.flank - self._first
         self._power = self._power[:, drop:]
-        self._log = self._log[:, drop:]
         self._first += drop
         return spikes
 
     def _candidates(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        """A quick pre-selection among columns c0..c1-1 (running sums, so not exact; with a
-        margin every true peak passes): the flanks' levels, and a peak at least as high as its
-        neighbours."""
+        """A quick pre-selection among columns c0..c1-1 that every true peak passes: a flank's
+        lowest segment is at most its median, and a peak is at least as high as its neighbours."""
         g, f = self.guard, self.flank
-        power, logs = self._power, self._log
-        finite = np.isfinite(logs)
-        all_finite = bool(finite.all())
-        sums = np.zeros((self.n_channels, logs.shape[1] + 1))
-        np.cumsum(logs if all_finite else np.where(finite, logs, 0.0), axis=1, out=sums[:, 1:])
-        if not all_finite:
-            counts = np.zeros((self.n_channels, logs.shape[1] + 1))
-            np.cumsum(finite, axis=1, out=counts[:, 1:])
-
-        def mean(a: int, b: int) -> np.ndarray:  # of columns c + a .. c + b - 1, for each c
-            total = sums[:, c0 + b : c1 + b] - sums[:, c0 + a : c1 + a]
-            if all_finite:
-                return total / (b - a)
-            return total / (counts[:, c0 + b : c1 + b] - counts[:, c0 + a : c1 + a])
-
-        with np.errstate(invalid="ignore", divide="ignore"):
-            level = np.fmax(mean(-g - f, -g), mean(g + 1, g + f + 1))
+        power = self._power
+        finite = np.isfinite(power)
+        # lowest of segments j .. j + f - 1 (a flank without a measured segment: no bound)
+        lowest = minimum_filter1d(
+            np.where(finite, power, np.inf), f, axis=1, origin=-(f // 2), mode="nearest"
+        )
+        lowest[np.isinf(lowest)] = 0.0
+        level = np.maximum(lowest[:, c0 - g - f : c1 - g - f], lowest[:, c0 + g + 1 : c1 + g + 1])
         centre = power[:, c0:c1]
         lows = np.where(finite, power, -np.inf)
         keep = (
             (centre >= self.min_power)
-            & (logs[:, c0:c1] >= self.log_prominence + level - 1e-6)
+            & (centre >= self.prominence * level)
             & (centre >= lows[:, c0 - 1 : c1 - 1])
             & (centre >= lows[:, c0 + 1 : c1 + 1])
         )
@@ -318,25 +304,19 @@ class SpikeBlankedEnvelope:
         g, f = self.guard, self.flank
         span = at[:, None] + np.arange(-g - f, g + f + 1)
         rows = self._power[chans[:, None], span]
-        logs = self._log[chans[:, None], span]
-        finite = np.isfinite(logs)
-        zeroed = np.where(finite, logs, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            before = zeroed[:, :f].sum(axis=1) / finite[:, :f].sum(axis=1)
-            after = zeroed[:, f + 2 * g + 1 :].sum(axis=1) / finite[:, f + 2 * g + 1 :].sum(axis=1)
-        level = np.fmax(before, after)
-        lows = np.where(finite, rows, -np.inf)
+        level = np.fmax(_median(rows[:, :f]), _median(rows[:, f + 2 * g + 1 :]))
+        lows = np.where(np.isfinite(rows), rows, -np.inf)
         centre = rows[:, f + g]
         spike = (
             (centre > lows[:, f : f + g].max(axis=1))
             & (centre >= lows[:, f + g + 1 : f + 2 * g + 1].max(axis=1))
-            & (logs[:, f + g] >= self.log_prominence + level)
+            & (centre >= self.prominence * level)
             & (centre >= self.min_power)
         )
         if not spike.any():
             return []
         chans, at, rows, level = chans[spike], at[spike], rows[spike], level[spike]
-        threshold = self.extent_ratio * np.exp(level)
+        threshold = self.extent_ratio * level
         over = rows[:, f : f + 2 * g + 1] > threshold[:, None]
         left, right = over[:, g - 1 :: -1], over[:, g + 1 :]
         left_n = np.where(left.all(axis=1), g, np.argmin(left, axis=1))
@@ -347,7 +327,8 @@ class SpikeBlankedEnvelope:
         centres, shapes = self._centres_and_shapes(stream, chans, lo, hi)
         seg = self.seg
         peaks = np.sqrt(rows[:, f + g]).tolist()
-        prominences = (rows[:, f + g] / np.exp(level)).tolist()
+        with np.errstate(divide="ignore"):
+            prominences = (rows[:, f + g] / level).tolist()
         spikes = [
             Spike(c, centre, max(a, 0) * seg, (b + 1) * seg, peak, prominence, shape)
             for c, centre, a, b, peak, prominence, shape in zip(
@@ -479,3 +460,13 @@ def _add_columns(values: np.ndarray) -> np.ndarray:
     for j in range(1, values.shape[-1]):
         total += values[..., j]
     return total
+
+
+def _median(rows: np.ndarray) -> np.ndarray:
+    """Median of each row's measured (finite) values; NaN where there are none."""
+    ordered = np.sort(rows, axis=1)  # NaN last
+    count = np.isfinite(rows).sum(axis=1)
+    pick = np.arange(len(rows))
+    low = ordered[pick, np.maximum(count - 1, 0) // 2]
+    high = ordered[pick, np.maximum(count, 1) // 2 - (count == 0)]
+    return np.where(count > 0, (low + high) / 2, np.nan)
