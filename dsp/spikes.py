@@ -40,7 +40,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d
 
 from dsp.config import SpikeConfig
 
@@ -145,7 +144,9 @@ class SpikeBlankedEnvelope:
         self.seg = self.per_seg * self.base  # samples per spike segment
         seg_s = self.seg / fs
         self.guard = max(1, round(config.guard_s / seg_s))
-        self.flank = max(1, round(config.flank_s / seg_s))
+        # a flank is 5 blocks of whole segments (its level: the median of the blocks' means)
+        self.flank_block = max(1, round(config.flank_s / seg_s / 5))
+        self.flank = 5 * self.flank_block
         self.prominence = config.prominence
         self.extent_ratio = config.extent_ratio
         self.min_power = config.min_peak_uv**2
@@ -267,55 +268,57 @@ class SpikeBlankedEnvelope:
         """Decide every peak in spike segments `_decided`..`upto` - 1 and blank them."""
         if upto <= self._decided:
             return []
-        chans, at = self._candidates(self._decided - self._first, upto - self._first)
-        spikes = self._judge(chans, at, stream) if len(at) else []
+        chans, at, level = self._peaks(self._decided - self._first, upto - self._first)
+        spikes = self._spikes(chans, at, level, stream) if len(at) else []
         self._decided = upto
         drop = self._decided - self.guard - self.flank - self._first
         self._power = self._power[:, drop:]
         self._first += drop
         return spikes
 
-    def _candidates(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        """A quick pre-selection among columns c0..c1-1 that every true peak passes: a flank's
-        lowest segment is at most its median, and a peak is at least as high as its neighbours."""
-        g, f = self.guard, self.flank
+    def _peaks(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The peaks among columns c0..c1-1: the highest segment within the guard, over the
+        minimum power and `prominence` x the level of the louder flank. A flank's level is the
+        median of the mean powers of its 5 blocks, so a neighbouring spike or the quiet edge of
+        a burst (in up to 2 blocks) leaves it as it is; a flank with a segment that was not
+        measured (before the start, after the end, in a gap) has no level and nothing there is a
+        spike. Sums in a fixed order, minima, maxima and medians: exact over any block split."""
+        g, f, b = self.guard, self.flank, self.flank_block
         power = self._power
         finite = np.isfinite(power)
-        # lowest of segments j .. j + f - 1 (a flank without a measured segment: no bound)
-        lowest = minimum_filter1d(
-            np.where(finite, power, np.inf), f, axis=1, origin=-(f // 2), mode="nearest"
-        )
-        lowest[np.isinf(lowest)] = 0.0
-        level = np.maximum(lowest[:, c0 - g - f : c1 - g - f], lowest[:, c0 + g + 1 : c1 + g + 1])
-        centre = power[:, c0:c1]
-        lows = np.where(finite, power, -np.inf)
-        keep = (
-            (centre >= self.min_power)
-            & (centre >= self.prominence * level)
-            & (centre >= lows[:, c0 - 1 : c1 - 1])
-            & (centre >= lows[:, c0 + 1 : c1 + 1])
-        )
-        chans, idx = np.nonzero(keep)
-        return chans, idx + c0
+        counted = np.where(finite, power, np.inf)
+        width = power.shape[1] - b + 1
+        blocks = counted[:, :width].copy()  # block j: mean of segments j .. j + b - 1
+        for j in range(1, b):
+            blocks += counted[:, j : j + width]
+        blocks /= b
 
-    def _judge(self, chans: np.ndarray, at: np.ndarray, stream: _Stream) -> list[Spike]:
-        """The exact rule on each candidate (row by row, the same whatever the block split);
-        blank the spikes' base segments."""
-        g, f = self.guard, self.flank
-        span = at[:, None] + np.arange(-g - f, g + f + 1)
-        rows = self._power[chans[:, None], span]
-        level = np.fmax(_median(rows[:, :f]), _median(rows[:, f + 2 * g + 1 :]))
-        lows = np.where(np.isfinite(rows), rows, -np.inf)
-        centre = rows[:, f + g]
-        spike = (
-            (centre > lows[:, f : f + g].max(axis=1))
-            & (centre >= lows[:, f + g + 1 : f + 2 * g + 1].max(axis=1))
-            & (centre >= self.prominence * level)
-            & (centre >= self.min_power)
+        def level(first: int) -> np.ndarray:  # flank from column c + first, for each c
+            parts = [blocks[:, c0 + first + k * b : c1 + first + k * b] for k in range(5)]
+            return _median5(*parts)
+
+        louder = np.maximum(level(-g - f), level(g + 1))
+        centre = power[:, c0:c1]
+        with np.errstate(invalid="ignore"):
+            keep = (centre >= self.prominence * louder) & (centre >= self.min_power)
+        chans, idx = np.nonzero(keep)
+        if not len(idx):
+            return chans, idx, louder[chans, idx]
+        # the highest within the guard (the first of equals)
+        at = idx + c0
+        lows = np.where(finite, power, -np.inf)
+        around = lows[chans[:, None], at[:, None] + np.arange(-g, g + 1)]
+        peak = (around[:, g] > around[:, :g].max(axis=1)) & (
+            around[:, g] >= around[:, g + 1 :].max(axis=1)
         )
-        if not spike.any():
-            return []
-        chans, at, rows, level = chans[spike], at[spike], rows[spike], level[spike]
+        return chans[peak], at[peak], louder[chans[peak], idx[peak]]
+
+    def _spikes(
+        self, chans: np.ndarray, at: np.ndarray, level: np.ndarray, stream: _Stream
+    ) -> list[Spike]:
+        """Blank each peak's base segments; its centre, waveform and figures."""
+        g, f = self.guard, self.flank
+        rows = self._power[chans[:, None], at[:, None] + np.arange(-g - f, g + f + 1)]
         threshold = self.extent_ratio * level
         over = rows[:, f : f + 2 * g + 1] > threshold[:, None]
         left, right = over[:, g - 1 :: -1], over[:, g + 1 :]
@@ -462,11 +465,10 @@ def _add_columns(values: np.ndarray) -> np.ndarray:
     return total
 
 
-def _median(rows: np.ndarray) -> np.ndarray:
-    """Median of each row's measured (finite) values; NaN where there are none."""
-    ordered = np.sort(rows, axis=1)  # NaN last
-    count = np.isfinite(rows).sum(axis=1)
-    pick = np.arange(len(rows))
-    low = ordered[pick, np.maximum(count - 1, 0) // 2]
-    high = ordered[pick, np.maximum(count, 1) // 2 - (count == 0)]
-    return np.where(count > 0, (low + high) / 2, np.nan)
+def _median5(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, e: np.ndarray
+) -> np.ndarray:
+    """Element-wise median of five arrays (a comparison network: exact, no arithmetic)."""
+    low = np.maximum(np.minimum(a, b), np.minimum(c, d))
+    high = np.minimum(np.maximum(a, b), np.maximum(c, d))
+    return np.maximum(np.minimum(low, high), np.minimum(np.maximum(low, high), e))
