@@ -232,7 +232,7 @@ def _nights(timestamps: np.ndarray, tz: tzinfo) -> np.ndarray:
     return np.where((second >= NIGHT_END_S) & (second < NIGHT_START_S), -1, night)
 
 
-def _session_night(session: SessionRecord, tz: tzinfo) -> date | None:
+def session_night(session: SessionRecord, tz: tzinfo) -> date | None:
     """The night of the session's start; a daytime start counts for the evening if it reached 18:00."""
     night = night_of(session.session_start, tz)
     if night is not None:
@@ -245,7 +245,15 @@ def _session_night(session: SessionRecord, tz: tzinfo) -> date | None:
 
 @dataclass(frozen=True, slots=True)
 class NightSummary(_ToDict):
-    """Figures for one night; `first_cramp` is local time; `has_data` False means no session at all."""
+    """Figures for one night; `first_cramp` is local time; `has_data` False means no session at all.
+
+    The fields after `complete` are filled in by the dashboard's stored summaries
+    (`dashboards.night_summaries`): per channel figures (`cramps`, `cramp_minutes`, `movements`,
+    `good_minutes`), the patient's word (`rejected`: detected cramps they said were not cramps,
+    left out of every figure above; `confirmed`; `reported`: cramps they reported at a marker
+    press that the detector missed, counted in `cramps`), marker presses, and counts the device
+    measured (None: not measured, never 0).
+    """
 
     night: date
     cramps: int
@@ -258,6 +266,21 @@ class NightSummary(_ToDict):
     sessions: int
     has_data: bool
     complete: bool
+    by_channel: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    rejected: int = 0
+    confirmed: int = 0
+    reported: int = 0
+    markers: int = 0
+    plms: int | None = None
+    fasciculations: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], tz: tzinfo) -> NightSummary:
+        """The summary `to_dict()` gave (JSON), with `first_cramp` in `tz`."""
+        first = data.get("first_cramp")
+        values = {**data, "night": date.fromisoformat(data["night"]),
+                  "first_cramp": datetime.fromisoformat(first).astimezone(tz) if first else None}  # fmt: skip
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +355,7 @@ def _signal_by_night(
     count: dict[date, int] = defaultdict(int)
     ordinals = nights_of([s.session_start for s in sessions], tz).tolist()
     for session, ordinal in zip(sessions, ordinals, strict=True):
-        night = date.fromordinal(ordinal) if ordinal >= 0 else _session_night(session, tz)
+        night = date.fromordinal(ordinal) if ordinal >= 0 else session_night(session, tz)
         if night is None:
             continue
         recorded[night] += session.recorded_s

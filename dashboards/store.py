@@ -1,8 +1,11 @@
-"""The dashboard's SQLite store (WAL): events, sessions, device status, intake, refusals.
+"""The dashboard's SQLite store (WAL): events, sessions, device status, intake, refusals, the
+patient's word on events, and per-night summaries.
 
 Everything is keyed by its id (`event_id` + phase, `entry_id`, device + session start), so a
 message stored twice, or replayed, changes nothing. The schema is versioned (`PRAGMA
-user_version`) and migrated forward on open.
+user_version`) and migrated forward on open. Every write that can change a night's figures
+notes the time it concerns in `changed` (in the same transaction), so that the per-night
+summaries are recomputed for those nights only (`dashboards.night_summaries`).
 """
 
 from __future__ import annotations
@@ -91,9 +94,39 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
     """,
+    # 2: per-night summaries kept up to date (recomputed only for nights whose data changed),
+    # the patient's word on events and marker presses, measured counts per session (PLMS,
+    # fasciculations), and indexes for the night and report pages
+    """
+    CREATE TABLE night_summary (
+        night TEXT PRIMARY KEY,
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE changed (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE label (
+        target TEXT PRIMARY KEY,
+        verdict TEXT NOT NULL,
+        at TEXT NOT NULL,
+        answered TEXT NOT NULL
+    );
+    CREATE INDEX label_at ON label (at);
+    ALTER TABLE session ADD COLUMN measures TEXT;
+    CREATE INDEX marker_at ON marker (at);
+    CREATE INDEX quality_at ON quality (at);
+    CREATE INDEX event_kind_start ON event (kind, phase, start);
+    INSERT INTO changed (at) VALUES ('*');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 KEEP_REFUSALS = 1000
+EVERYTHING = "*"  # a change that concerns every night (a migration, another time zone)
+VERDICTS = ("cramp", "not_cramp", "missed_cramp")
+# Counts a device may report per session in its state message, shown where measured.
+MEASURES = ("plms", "fasciculations")
 
 
 class StoreError(Exception):
@@ -102,6 +135,17 @@ class StoreError(Exception):
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def session_measures(state: dict[str, Any]) -> dict[str, int]:
+    """The counts of MEASURES a state message carries (whole numbers >= 0), others left out:
+    absent means not measured, never 0."""
+    found = {}
+    for name in MEASURES:
+        value = state.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            found[name] = value
+    return found
 
 
 @dataclass(frozen=True)
@@ -182,6 +226,8 @@ class Store:
                 ),
             )  # fmt: skip
             self._seen(db, event["device"])
+            if cursor.rowcount == 1:
+                self._changed(db, event["start"])
             return cursor.rowcount == 1
 
     def add_quality(self, quality: dict[str, Any]) -> bool:
@@ -202,21 +248,28 @@ class Store:
                 (marker["device"], marker["at"], marker["source"]),
             )
             self._seen(db, marker["device"])
+            if cursor.rowcount == 1:
+                self._changed(db, marker["at"])
             return cursor.rowcount == 1
 
     def set_state(self, state: dict[str, Any]) -> None:
         """The device's latest state, and its session's totals (never moved backwards)."""
         good = {c: v["good_s"] for c, v in state["channels"].items()}
+        measures = session_measures(state)
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO session (device, session_start, recorded_s, good_s, cramps, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
+            cursor = db.execute(
+                "INSERT INTO session (device, session_start, recorded_s, good_s, cramps, updated,"
+                " measures) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (device, session_start) DO UPDATE SET recorded_s ="
                 " excluded.recorded_s, good_s = excluded.good_s, cramps = excluded.cramps,"
-                " updated = excluded.updated WHERE excluded.recorded_s >= session.recorded_s",
+                " updated = excluded.updated, measures = excluded.measures"
+                " WHERE excluded.recorded_s >= session.recorded_s",
                 (state["device"], state["session_start"], state["recorded_s"], json.dumps(good),
-                 state["cramps_tonight"], now_iso()),
+                 state["cramps_tonight"], now_iso(),
+                 json.dumps(measures) if measures else None),
             )  # fmt: skip
+            if cursor.rowcount == 1:
+                self._changed(db, state["session_start"])
             latest = db.execute(
                 "SELECT MAX(session_start) FROM session WHERE device = ?", (state["device"],)
             ).fetchone()[0]
@@ -243,6 +296,90 @@ class Store:
         )
         for column, value in columns.items():
             db.execute(f"UPDATE device SET {column} = ? WHERE device = ?", (value, device))
+
+    # -- the patient's word -----------------------------------------------------------------
+
+    def set_label(self, target: str, verdict: str | None, at: str) -> bool:
+        """The patient's verdict on an event ("event:<id>") or a marker press
+        ("marker:<device>@<time>") at time `at`; None takes it back. True when it changed."""
+        if verdict is not None and verdict not in VERDICTS:
+            raise ValueError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+        with self.transaction() as db:
+            if verdict is None:
+                cursor = db.execute("DELETE FROM label WHERE target = ?", (target,))
+            else:
+                cursor = db.execute(
+                    "INSERT INTO label (target, verdict, at, answered) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (target) DO UPDATE SET verdict = excluded.verdict,"
+                    " answered = excluded.answered WHERE verdict != excluded.verdict",
+                    (target, verdict, at, now_iso()),
+                )
+            if cursor.rowcount == 1:
+                self._changed(db, at)
+            return cursor.rowcount == 1
+
+    def labels(self, start: str | None = None, end: str | None = None) -> dict[str, sqlite3.Row]:
+        """The verdicts on things at `start` <= time < `end`, by target."""
+        rows = self.query(
+            "SELECT target, verdict, at, answered FROM label"
+            " WHERE (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) ORDER BY at",
+            (start, start, end, end),
+        )
+        return {row["target"]: row for row in rows}
+
+    # -- per-night summaries ---------------------------------------------------------------
+
+    def changes(self) -> tuple[int, list[str]]:
+        """The newest change number and the times changed so far (EVERYTHING for all)."""
+        rows = self.query("SELECT id, at FROM changed ORDER BY id")
+        return (rows[-1]["id"] if rows else 0), sorted({row["at"] for row in rows})
+
+    def put_night_summaries(
+        self, summaries: dict[str, str], done: int, *, replace_all: bool = False
+    ) -> None:
+        """Store summaries (JSON by night) and forget the changes up to number `done`."""
+        with self.transaction() as db:
+            if replace_all:
+                db.execute("DELETE FROM night_summary")
+            db.executemany(
+                "INSERT INTO night_summary (night, summary) VALUES (?, ?) ON CONFLICT (night)"
+                " DO UPDATE SET summary = excluded.summary",
+                list(summaries.items()),
+            )
+            db.execute("DELETE FROM changed WHERE id <= ?", (done,))
+
+    def drop_night_summaries(self, nights: Sequence[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM night_summary WHERE night = ?", [(n,) for n in nights])
+
+    def night_summaries(self, first: str | None, last: str | None) -> list[str]:
+        """The stored summaries (JSON) of nights `first` to `last` (ISO dates), in order."""
+        rows = self.query(
+            "SELECT summary FROM night_summary WHERE (? IS NULL OR night >= ?)"
+            " AND (? IS NULL OR night <= ?) ORDER BY night",
+            (first, first, last, last),
+        )
+        return [row["summary"] for row in rows]
+
+    def meta(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def mark_everything_changed(self) -> None:
+        with self.transaction() as db:
+            self._changed(db, EVERYTHING)
+
+    @staticmethod
+    def _changed(db: sqlite3.Connection, at: str) -> None:
+        db.execute("INSERT INTO changed (at) VALUES (?)", (at,))
 
     # -- refusals --------------------------------------------------------------------------
 

@@ -1,0 +1,328 @@
+"""Per-night summaries kept in the store, so that no page recomputes a year of nights.
+
+Every write that can change a night (an event, a session's state, a marker press, the patient's
+word) notes its time in the store's `changed` table. Before nights are read, the nights those
+times fall in are recomputed (with `analysis.summarize_nights`, the one definition of the
+figures) and stored as JSON; a change of time zone, or a migration, recomputes all of them.
+Per night the summary adds what the analysis alone does not know: the figures per channel
+(calf), the patient's word (rejected cramps leave every figure; missed cramps they reported at a
+marker press count as cramps) and the counts a device measured (PLMS, fasciculations).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, tzinfo
+
+from dashboards.analysis import (
+    CrampRecord,
+    NightSummary,
+    SessionRecord,
+    night_of,
+    session_night,
+    summarize_nights,
+)
+from dashboards.formatting import duration, hours_minutes, short_day
+from dashboards.store import EVERYTHING, MEASURES, Store
+from dashboards.timebase import iso, night_window, parse_time, zone_key
+
+TZ_KEY = "summary_tz"
+
+
+def event_target(event_id: str) -> str:
+    """The label target of an event."""
+    return f"event:{event_id}"
+
+
+def marker_target(device: str, at: str) -> str:
+    """The label target of a marker press."""
+    return f"marker:{device}@{at}"
+
+
+@dataclass
+class NightData:
+    """What the summaries of some nights are computed from."""
+
+    events: list[CrampRecord]
+    sessions: list[tuple[SessionRecord, dict[str, int]]]
+    markers: list[tuple[str, datetime]]  # (target, time)
+    verdicts: dict[str, str]  # target -> verdict
+
+
+class NightSummaries:
+    """The stored summaries of one store, read and refreshed in one time zone."""
+
+    def __init__(self, store: Store, tz: tzinfo, min_good_minutes: float = 240.0) -> None:
+        self.store, self.tz, self.min_good_minutes = store, tz, min_good_minutes
+        self._lock = threading.Lock()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def nights(self, first: date | None, last: date | None) -> list[NightSummary]:
+        """Nights `first`..`last` (each defaulting to the stored span); nights with nothing
+        stored are nights without data, never nights without cramps."""
+        self.refresh()
+        stored = [
+            NightSummary.from_dict(json.loads(text), self.tz)
+            for text in self.store.night_summaries(_text(first), _text(last))
+        ]
+        if not stored and (first is None or last is None):
+            return []
+        first = first or stored[0].night
+        last = last or stored[-1].night
+        by_night = {n.night: n for n in stored}
+        return [
+            self._completed(by_night.get(day) or _no_data(day))
+            for day in (first + timedelta(days=i) for i in range((last - first).days + 1))
+        ]
+
+    def _completed(self, night: NightSummary) -> NightSummary:
+        complete = night.has_data and night.good_minutes >= self.min_good_minutes
+        return night if complete == night.complete else replace(night, complete=complete)
+
+    # -- keeping them up to date -----------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Recompute the nights whose data changed since the last refresh."""
+        with self._lock:
+            done, changed = self.store.changes()
+            if not changed:
+                return
+            everything = EVERYTHING in changed or self.store.meta(TZ_KEY) != zone_key(self.tz)
+            if everything:
+                span = self._stored_span()
+                self.store.set_meta(TZ_KEY, zone_key(self.tz))
+            else:
+                span = _span(self._nights_of(changed))
+            summaries = self.compute(*span) if span else {}
+            if span and not everything:  # nights that no longer have anything
+                gone = [
+                    _text(span[0] + timedelta(days=i)) for i in range((span[1] - span[0]).days + 1)
+                ]
+                self.store.drop_night_summaries([n for n in gone if n not in summaries])
+            self.store.put_night_summaries(summaries, done, replace_all=everything)
+
+    def _nights_of(self, times: Iterable[str]) -> set[date]:
+        nights = set()
+        for text in times:
+            moment = parse_time(text)
+            night = night_of(moment, self.tz)
+            # a session started in the afternoon may belong to that evening's night
+            nights.add(night if night is not None else moment.astimezone(self.tz).date())
+        return nights
+
+    def _stored_span(self) -> tuple[date, date] | None:
+        """The nights from the earliest to the latest session, event or marker press."""
+        bounds = [
+            value
+            for sql in (
+                "SELECT MIN(session_start), MAX(session_start) FROM session",
+                "SELECT MIN(start), MAX(start) FROM event",
+                "SELECT MIN(at), MAX(at) FROM marker",
+            )
+            for value in self.store.query(sql)[0]
+            if value is not None
+        ]
+        return _span(self._nights_of(bounds))
+
+    def compute(self, first: date, last: date) -> dict[str, str]:
+        """Summaries (JSON by ISO night) of the nights `first`..`last` that have anything."""
+        data = self.load(first, last)
+        return {
+            _text(n.night): json.dumps(n.to_dict())
+            for n in summaries_of(data, self.tz, first, last)
+            if n.has_data or n.cramps or n.movements or n.markers or n.rejected
+        }
+
+    def load(self, first: date, last: date) -> NightData:
+        """Everything recorded from the afternoon before `first` to the noon after `last`."""
+        start = iso(night_window(first, self.tz)[0] - timedelta(hours=6))
+        end = iso(night_window(last, self.tz)[1])
+        events = [
+            CrampRecord(
+                r["event_id"], r["channel"], r["kind"], parse_time(r["start"]),
+                parse_time(r["end"] or r["start"]), r["duration_s"], r["peak_uv"] or 0.0,
+            )
+            for r in self.store.query(
+                "SELECT event_id, channel, kind, start, end, duration_s, peak_uv FROM event"
+                " WHERE phase = 'ended' AND start >= ? AND start < ? ORDER BY start",
+                (start, end),
+            )
+        ]  # fmt: skip
+        sessions = [
+            (
+                SessionRecord(r["device"], parse_time(r["session_start"]), r["recorded_s"],
+                              json.loads(r["good_s"])),
+                json.loads(r["measures"]) if r["measures"] else {},
+            )
+            for r in self.store.query(
+                "SELECT device, session_start, recorded_s, good_s, measures FROM session"
+                " WHERE session_start >= ? AND session_start < ?",
+                (start, end),
+            )
+        ]  # fmt: skip
+        markers = [
+            (marker_target(r["device"], r["at"]), parse_time(r["at"]))
+            for r in self.store.query(
+                "SELECT device, at FROM marker WHERE at >= ? AND at < ?", (start, end)
+            )
+        ]
+        verdicts = {t: row["verdict"] for t, row in self.store.labels(start, end).items()}
+        return NightData(events, sessions, markers, verdicts)
+
+
+def summaries_of(
+    data: NightData, tz: tzinfo, first: date, last: date, min_good_minutes: float = 240.0
+) -> list[NightSummary]:
+    """Nights `first`..`last` with the patient's word, per channel figures and measures."""
+    rejected = [
+        e for e in data.events if data.verdicts.get(event_target(e.event_id)) == "not_cramp"
+    ]
+    rejected_ids = {e.event_id for e in rejected}
+    kept = [e for e in data.events if e.event_id not in rejected_ids]
+    sessions = [s for s, _ in data.sessions]
+    base = summarize_nights(kept, sessions, tz, min_good_minutes=min_good_minutes,
+                            first=first, last=last)  # fmt: skip
+    channels = sorted({e.channel for e in kept} | {c for s in sessions for c in s.good_s})
+    per_channel = {
+        channel: summarize_nights(
+            [e for e in kept if e.channel == channel], [], tz, first=first, last=last
+        )
+        for channel in channels
+    }
+    good = _good_minutes_by_channel(sessions, tz)
+    missed = [at for target, at in data.markers if data.verdicts.get(target) == "missed_cramp"]
+    counts = {
+        "rejected": _per_night((e.start for e in rejected if e.kind == "cramp"), tz),
+        "confirmed": _per_night(
+            (e.start for e in kept if data.verdicts.get(event_target(e.event_id)) == "cramp"), tz
+        ),
+        "reported": _per_night(missed, tz),
+        "markers": _per_night((at for _, at in data.markers), tz),
+    }
+    first_reported = _first_per_night(missed, tz)
+    measures = _measures_by_night(data.sessions, tz)
+    out = []
+    for i, night in enumerate(base):
+        day = night.night
+        by_channel = {
+            channel: {
+                "cramps": per_channel[channel][i].cramps,
+                "cramp_minutes": per_channel[channel][i].cramp_minutes,
+                "movements": per_channel[channel][i].movements,
+                "good_minutes": good.get(day, {}).get(channel),
+            }
+            for channel in channels
+            if per_channel[channel][i].cramps
+            or per_channel[channel][i].movements
+            or channel in good.get(day, {})
+        }
+        reported = counts["reported"][day]
+        first_cramp = min(
+            (t for t in (night.first_cramp, first_reported.get(day)) if t is not None),
+            default=None,
+        )
+        out.append(
+            replace(
+                night,
+                cramps=night.cramps + reported,
+                first_cramp=first_cramp.astimezone(tz) if first_cramp else None,
+                by_channel=by_channel,
+                rejected=counts["rejected"][day],
+                confirmed=counts["confirmed"][day],
+                reported=reported,
+                markers=counts["markers"][day],
+                **measures.get(day, {}),
+            )
+        )
+    return out
+
+
+def _per_night(moments: Iterable[datetime], tz: tzinfo) -> Counter[date]:
+    return Counter(n for n in (night_of(m, tz) for m in moments) if n is not None)
+
+
+def _first_per_night(moments: Sequence[datetime], tz: tzinfo) -> dict[date, datetime]:
+    first: dict[date, datetime] = {}
+    for moment in sorted(moments):
+        night = night_of(moment, tz)
+        if night is not None:
+            first.setdefault(night, moment)
+    return first
+
+
+def _good_minutes_by_channel(
+    sessions: Sequence[SessionRecord], tz: tzinfo
+) -> dict[date, dict[str, float]]:
+    good: dict[date, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for session in sessions:
+        night = session_night(session, tz)
+        if night is None:
+            continue
+        for channel, seconds in session.good_s.items():
+            good[night][channel] += min(seconds, session.recorded_s) / 60.0
+    return good
+
+
+def _measures_by_night(
+    sessions: Sequence[tuple[SessionRecord, dict[str, int]]], tz: tzinfo
+) -> dict[date, dict[str, int]]:
+    """Per night, the sum of each measure over the sessions that measured it."""
+    totals: dict[date, dict[str, int]] = defaultdict(dict)
+    for session, measures in sessions:
+        night = session_night(session, tz)
+        if night is None:
+            continue
+        for name in MEASURES:
+            if name in measures:
+                totals[night][name] = totals[night].get(name, 0) + int(measures[name])
+    return totals
+
+
+def _no_data(night: date) -> NightSummary:
+    return NightSummary(night, 0, 0.0, None, None, 0, 0.0, 0.0, 0, False, False)
+
+
+def _span(nights: Iterable[date]) -> tuple[date, date] | None:
+    ordered = sorted(nights)
+    return (ordered[0], ordered[-1]) if ordered else None
+
+
+def _text(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
+def summary_sentence(night: NightSummary | None, today: date) -> str:
+    """The morning summary in one sentence."""
+    if night is None:
+        return "No night has been recorded yet: wear the sensor tonight and look again tomorrow."
+    when = (
+        "Last night"
+        if night.night == today - timedelta(days=1)
+        else f"The night of {short_day(night.night)}"
+    )
+    if not night.has_data and not night.cramps:
+        return f"{when} has no recording: the sensor was not worn or did not report."
+    signal = f"{hours_minutes(night.good_minutes)} of good signal"
+    if not night.complete and night.has_data:
+        signal += " (too little to count in the statistics)"
+    if night.cramps == 0:
+        return f"{when}: no cramps, {signal}."
+    count = "1 cramp" if night.cramps == 1 else f"{night.cramps} cramps"
+    first = f", the first at {night.first_cramp:%H:%M}" if night.first_cramp else ""
+    minutes = f" lasting {duration(night.cramp_minutes * 60)} in all" if night.cramp_minutes else ""
+    return f"{when}: {count}{minutes}{first}; {signal}."
+
+
+__all__ = [
+    "NightData",
+    "NightSummaries",
+    "event_target",
+    "marker_target",
+    "summaries_of",
+    "summary_sentence",
+]

@@ -1,0 +1,27 @@
+"""Times as the dashboard stores and groups them: UTC ISO 8601 text, nights in a local zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+NIGHT_START = time(18, 0)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def night_window(night: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """A night's start and end as aware UTC times (18:00 local to 12:00 the next day)."""
+    start = datetime.combine(night, NIGHT_START, tzinfo=tz)
+    end = datetime.combine(night + timedelta(days=1), time(12, 0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def zone_key(tz: tzinfo) -> str:
+    """A zone's name (IANA key where it has one)."""
+    return str(getattr(tz, "key", None) or tz)
