@@ -761,6 +761,26 @@ def _intake_matrix(
     return x.reshape(len(days), len(factors))
 
 
+def paired_days(
+    nights: Sequence[NightSummary],
+    totals: Mapping[date, Mapping[str, float]],
+    factor: str,
+    lag: int,
+    *,
+    include_incomplete: bool = False,
+) -> list[tuple[date, float, int]]:
+    """(day, intake of `factor` that day, cramps in the night `lag` later): exactly the pairs
+    `insights` uses for this factor and lag (a day with other intake logged counts as 0)."""
+    usable = _usable(nights, include_incomplete)
+    days = sorted(totals)
+    intake = _intake_matrix(totals, days, [factor])
+    rows, cramps = _pairs(usable, days, lag)
+    return [
+        (days[i], float(intake[i, 0]), int(c))
+        for i, c in zip(rows.tolist(), cramps.tolist(), strict=True)
+    ]
+
+
 def _kinds(
     totals: Mapping[date, Mapping[str, float]], factor_kinds: Mapping[str, str]
 ) -> dict[str, str]:

@@ -59,6 +59,7 @@ class NightSummaries:
     def __init__(self, store: Store, tz: tzinfo, min_good_minutes: float = 240.0) -> None:
         self.store, self.tz, self.min_good_minutes = store, tz, min_good_minutes
         self._lock = threading.Lock()
+        self._zone_checked = False  # the stored summaries' zone is this one (checked once)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -90,9 +91,11 @@ class NightSummaries:
         """Recompute the nights whose data changed since the last refresh."""
         with self._lock:
             done, changed = self.store.changes()
-            if not changed:
+            other_zone = not self._zone_checked and self.store.meta(TZ_KEY) != zone_key(self.tz)
+            self._zone_checked = True
+            if not changed and not other_zone:
                 return
-            everything = EVERYTHING in changed or self.store.meta(TZ_KEY) != zone_key(self.tz)
+            everything = EVERYTHING in changed or other_zone
             if everything:
                 span = self._stored_span()
                 self.store.set_meta(TZ_KEY, zone_key(self.tz))

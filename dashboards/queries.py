@@ -194,6 +194,9 @@ class Queries:
         event = self.event(event_id)
         if event is None:
             return None
+        for optional in ("end", "end_s", "peak_uv", "mean_uv", "floor_uv", "area_uvs",
+                         "median_freq_hz", "quality", "envelope"):  # fmt: skip
+            event.setdefault(optional, None)
         start = parse_time(event["start"])
         end = parse_time(event["end"]) if event.get("end") else start
         others = self.store.query(

@@ -66,6 +66,7 @@ class DashboardProcess:
     intake: IntakeLog
     ingest: Ingest
     app: object
+    queries: Queries
     mqtt: MqttIngest | None = None
 
     def close(self) -> None:
@@ -95,7 +96,7 @@ def build(
     if broker is not None:
         mqtt = MqttIngest(ingest, broker[0], broker[1], client_id)
         mqtt.start()
-    return DashboardProcess(store, feed, intake, ingest, app, mqtt)
+    return DashboardProcess(store, feed, intake, ingest, app, queries, mqtt)
 
 
 def serve(process: DashboardProcess, host: str, port: int) -> None:
