@@ -14,7 +14,7 @@ from typing import Any
 
 from dashboards.analysis import Insights, NightSummary, paired_days
 from dashboards.formatting import channel_name, duration, short_day
-from dashboards.queries import Queries, totals_by_night
+from dashboards.queries import Queries
 from dashboards.timebase import parse_time
 
 
@@ -108,12 +108,11 @@ def nights_chart(
 
 
 def overlay(q: Queries, factor: str) -> dict[str, Any]:
-    """A factor's daily totals by night (lag 0), with its unit."""
+    """A factor's daily totals by night (lag 0), with its unit; as in the statistics, a day with
+    other intake logged but none of this factor is 0, and a day with nothing logged is a gap."""
     found = q.catalogue.find(factor)
-    return {
-        "unit": found.unit if found else "",
-        "values": totals_by_night(q.daily_totals(), factor),
-    }
+    values = {day.isoformat(): per.get(factor, 0.0) for day, per in q.daily_totals().items()}
+    return {"unit": found.unit if found else "", "values": values}
 
 
 def popular_factors(entries: list[Any], factors: list[dict[str, Any]], n: int = 3) -> list[str]:

@@ -20,7 +20,7 @@ from dashboards.night_summaries import NightSummaries, event_target, marker_targ
 from dashboards.store import Store
 from dashboards.timebase import iso, night_window, parse_time
 
-__all__ = ["LabelError", "Queries", "iso", "night_window", "parse_time", "totals_by_night"]
+__all__ = ["LabelError", "Queries", "iso", "night_window", "parse_time"]
 
 # A marker press this close to a detected cramp (before its onset, after its end) belongs to it.
 MARKER_BEFORE_S = 60.0
@@ -67,11 +67,18 @@ class Queries:
         return self._night_at("MIN")
 
     def _night_at(self, end: str) -> date | None:
-        """The latest (MAX) or earliest (MIN) night with anything stored."""
-        self.summaries.refresh()
-        rows = self.store.query(f"SELECT {end}(night) AS night FROM night_summary")
-        text = rows[0]["night"] if rows else None
-        return date.fromisoformat(text) if text else None
+        """The night of the latest (MAX) or earliest (MIN) session, event or marker press; an
+        afternoon recording (12:00-18:00) is shown with the night that follows it."""
+        rows = self.store.query(
+            f"SELECT {end}(m) AS moment FROM (SELECT {end}(session_start) AS m FROM session"
+            f" UNION ALL SELECT {end}(start) FROM event UNION ALL SELECT {end}(at) FROM marker)"
+        )
+        text = rows[0]["moment"] if rows else None
+        if text is None:
+            return None
+        moment = parse_time(text)
+        night = night_of(moment, self.tz)
+        return night if night is not None else moment.astimezone(self.tz).date()
 
     def neighbours(self, day: date) -> tuple[date | None, date | None]:
         """The nights with anything stored just before and just after `day`."""
@@ -429,11 +436,6 @@ class Queries:
                 "recent_refusals": [dict(r) for r in refusals],
             },
         }
-
-
-def totals_by_night(totals: dict[date, dict[str, float]], factor: str) -> dict[str, float]:
-    """One factor's daily totals keyed by the night that starts that evening (lag 0)."""
-    return {day.isoformat(): per[factor] for day, per in totals.items() if factor in per}
 
 
 def _cramp_near(moment: datetime, cramps: list[dict[str, Any]]) -> str | None:

@@ -134,7 +134,7 @@ def _templates(dashboard: Dashboard) -> Jinja2Templates:
         clock=lambda t: _fmt(local(t, tz), "%H:%M"),
         clock_s=lambda t: _fmt(local(t, tz), "%H:%M:%S"),
         when=lambda t: _fmt(local(t, tz), "%Y-%m-%d %H:%M"),
-        short_when=lambda t: _fmt(local(t, tz), "%a %-d %b %H:%M"),
+        short_day_of=lambda t: _fmt(local(t, tz), "%a %-d %b"),
         uv=lambda v: "" if v is None else f"{v:.0f} µV",
     )
     return templates

@@ -236,10 +236,9 @@ def _unit_cases() -> list[tuple[Factor, str]]:
 @given(st.sampled_from(_unit_cases()), st.floats(min_value=0, max_value=1, allow_nan=False))
 def test_parse_to_canonical_round_trip(case: tuple[Factor, str], fraction: float) -> None:
     factor, unit = case
-    size = (
-        {m.name: m.size for m in factor.measures()}.get(unit)
-        or lookup_unit(unit).scale / lookup_unit(factor.unit).scale
-    )
+    size = {m.name: m.size for m in factor.measures()}.get(unit) or lookup_unit(
+        unit
+    ).scale / lookup_unit(factor.unit).scale
     value = float(f"{fraction * factor.max_amount / size:.6g}")
     if value * size > factor.max_amount:
         return

@@ -38,7 +38,21 @@ async function getJSON(url, options = {}) {
 // A part of a page marked data-live="event,state,..." is fetched again when one of those kinds
 // of change arrives, and replaced by the server's new rendering of it.
 let refreshTimer = null;
+let refreshing = false;
 const pending = new Set();
+
+// At most one refresh at a time, soon after the first change of a burst (not after the last:
+// a busy device never stops talking); changes during a refresh start another when it is done.
+function scheduleRefresh() {
+  if (refreshTimer || refreshing) return;
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    refreshing = true;
+    try { await refreshParts(); } catch (error) { console.error(error); }
+    refreshing = false;
+    if (pending.size) scheduleRefresh();
+  }, 150);
+}
 
 async function refreshParts() {
   const parts = $$("[data-live]").filter((part) => part.dataset.live.split(",").some((k) => pending.has(k)));
@@ -62,8 +76,7 @@ function listen() {
   const source = new EventSource("/api/live");
   source.onmessage = (message) => {
     JSON.parse(message.data).forEach((kind) => pending.add(kind));
-    clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(() => refreshParts().catch((error) => console.error(error)), 400);
+    scheduleRefresh();
   };
 }
 

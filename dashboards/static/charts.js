@@ -117,7 +117,7 @@
     };
     if (data.overlay) {
       datasets.push({ type: "line", label: `${data.overlay.factor} (${data.overlay.unit})`, data: data.overlay.values,
-        borderColor: COLOURS.overlay, backgroundColor: COLOURS.overlay, pointRadius: 2, borderWidth: 2, spanGaps: true, yAxisID: "y2", order: 0 });
+        borderColor: COLOURS.overlay, backgroundColor: COLOURS.overlay, pointRadius: 2, borderWidth: 2, spanGaps: false, yAxisID: "y2", order: 0 });
       scales.y2 = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false },
         title: { display: true, text: `${data.overlay.factor} that day (${data.overlay.unit})` } };
     }
