@@ -458,10 +458,22 @@ def summarize_nights(
 def daily_totals(entries: Iterable[IntakeRecord], tz: tzinfo) -> dict[date, dict[str, float]]:
     """Intake per local calendar day and factor, in canonical units; only days with entries appear."""
     entries = list(entries)
+    return daily_totals_of(
+        _timestamps(e.time for e in entries),
+        [e.factor for e in entries],
+        np.fromiter((e.amount for e in entries), dtype=float, count=len(entries)),
+        tz,
+    )
+
+
+def daily_totals_of(
+    timestamps: np.ndarray, factors: Sequence[str], amounts: np.ndarray, tz: tzinfo
+) -> dict[date, dict[str, float]]:
+    """`daily_totals` from columns: POSIX seconds, factor names, canonical amounts."""
     codes: dict[str, int] = {}
-    factor = np.array([codes.setdefault(e.factor, len(codes)) for e in entries], dtype=np.int64)
-    amount = np.fromiter((e.amount for e in entries), dtype=float, count=len(entries))
-    local = local_seconds(_timestamps(e.time for e in entries), tz)
+    factor = np.array([codes.setdefault(f, len(codes)) for f in factors], dtype=np.int64)
+    amount = np.asarray(amounts, dtype=float)
+    local = local_seconds(np.asarray(timestamps, dtype=float), tz)
     day = np.floor_divide(local, DAY_S).astype(np.int64) + EPOCH_ORDINAL
     keys, which = np.unique(day * max(len(codes), 1) + factor, return_inverse=True)
     sums = np.bincount(which, weights=amount, minlength=keys.size)  # adds in input order

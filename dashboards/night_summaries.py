@@ -60,17 +60,17 @@ class NightSummaries:
         self.store, self.tz, self.min_good_minutes = store, tz, min_good_minutes
         self._lock = threading.Lock()
         self._zone_checked = False  # the stored summaries' zone is this one (checked once)
+        self._parsed: list[NightSummary] = []
+        self._raw: dict[str, dict] = {}
+        self._parsed_version: tuple[int, int] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
     def nights(self, first: date | None, last: date | None) -> list[NightSummary]:
         """Nights `first`..`last` (each defaulting to the stored span); nights with nothing
         stored are nights without data, never nights without cramps."""
-        self.refresh()
-        stored = [
-            NightSummary.from_dict(json.loads(text), self.tz)
-            for text in self.store.night_summaries(_text(first), _text(last))
-        ]
+        stored = [n for n in self._stored() if (first is None or n.night >= first)
+                  and (last is None or n.night <= last)]  # fmt: skip
         if not stored and (first is None or last is None):
             return []
         first = first or stored[0].night
@@ -80,6 +80,35 @@ class NightSummaries:
             self._completed(by_night.get(day) or _no_data(day))
             for day in (first + timedelta(days=i) for i in range((last - first).days + 1))
         ]
+
+    def _stored(self) -> list[NightSummary]:
+        """Every stored summary, parsed once per change of the data."""
+        self.refresh()
+        version = self.store.version()
+        with self._lock:
+            if self._parsed_version == version:
+                return self._parsed
+        raw = [json.loads(text) for text in self.store.night_summaries(None, None)]
+        parsed = [NightSummary.from_dict(item, self.tz) for item in raw]
+        with self._lock:
+            self._parsed, self._parsed_version = parsed, version
+            self._raw = {item["night"]: item for item in raw}
+        return parsed
+
+    def dicts(self, first: date, last: date) -> list[dict]:
+        """`nights(first, last)` as JSON-ready dicts (the API's answer), without building them
+        again from the summaries."""
+        nights = self.nights(first, last)
+        with self._lock:
+            raw = self._raw
+        out = []
+        for night in nights:
+            stored = raw.get(night.night.isoformat())
+            if stored is None or stored.get("complete") != night.complete:
+                out.append(night.to_dict())
+            else:
+                out.append(stored)
+        return out
 
     def _completed(self, night: NightSummary) -> NightSummary:
         complete = night.has_data and night.good_minutes >= self.min_good_minutes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from dashboards.analysis import Insights, NightSummary, paired_days
@@ -127,6 +127,24 @@ def popular_factors(entries: list[Any], factors: list[dict[str, Any]], n: int = 
     return (ranked + fallback)[:n]
 
 
+def weeks(rows: list[NightSummary]) -> list[dict[str, Any]]:
+    """The nights by week (weeks start on Monday): for a report too long to list every night."""
+    out: list[dict[str, Any]] = []
+    for night in rows:
+        monday = night.night - timedelta(days=night.night.weekday())
+        if not out or out[-1]["week"] != monday:
+            out.append({"week": monday, "nights": 0, "recorded": 0, "complete": 0,
+                        "cramp_nights": 0, "cramps": 0, "cramp_minutes": 0.0})  # fmt: skip
+        week = out[-1]
+        week["nights"] += 1
+        week["recorded"] += night.has_data
+        week["complete"] += night.complete
+        week["cramp_nights"] += night.cramps > 0
+        week["cramps"] += night.cramps
+        week["cramp_minutes"] += night.cramp_minutes
+    return out
+
+
 def report_totals(rows: list[NightSummary]) -> dict[str, Any]:
     """The report's figures: all nights, and per calf."""
     with_data = [n for n in rows if n.has_data]
@@ -193,7 +211,16 @@ def factor_charts(
     q: Queries,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per factor, intake that day against cramps that night (lag 0): exactly the days the
-    statistics use (a day with other intake logged counts 0 of this factor)."""
+    statistics use (a day with other intake logged counts 0 of this factor). Points are
+    [intake, cramps, day]. Kept until the data change."""
+    return q.cached(("factor_charts", include_incomplete),
+                    lambda: _factor_charts(result, nights, totals, include_incomplete, q))  # fmt: skip
+
+
+def _factor_charts(
+    result: Insights, nights: list[NightSummary], totals: dict, include_incomplete: bool,
+    q: Queries,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     out = {}
     for factor in sorted({r.factor for r in result.results}):
         pairs = paired_days(nights, totals, factor, 0, include_incomplete=include_incomplete)
@@ -202,7 +229,7 @@ def factor_charts(
             "type": "scatter",
             "factor": factor.replace("_", " "),
             "unit": found.unit if found else "",
-            "points": [{"x": x, "y": y, "label": short_day(day)} for day, x, y in pairs],
+            "points": [[x, y, short_day(day)] for day, x, y in pairs],
         }
     return out
 

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+import numpy as np
+
 from dashboards.analysis import (
     Insights,
-    IntakeRecord,
     NightSummary,
-    daily_totals,
+    daily_totals_of,
     insights,
     night_of,
 )
 from dashboards.catalogue import Catalogue
 from dashboards.night_summaries import NightSummaries, event_target, marker_target
 from dashboards.store import Store
-from dashboards.timebase import iso, night_window, parse_time
+from dashboards.timebase import iso, night_window, parse_time, utc_seconds
 
 __all__ = ["LabelError", "Queries", "iso", "night_window", "parse_time"]
 
@@ -46,6 +48,9 @@ class Queries:
 
     def __post_init__(self) -> None:
         self.summaries = NightSummaries(self.store, self.tz, self.min_good_minutes)
+        self._cache: dict[Any, Any] = {}
+        self._cache_version: tuple[int, int] | None = None
+        self._cache_lock = threading.Lock()
 
     # -- nights ----------------------------------------------------------------------------
 
@@ -319,14 +324,6 @@ class Queries:
 
     # -- intake and insights ---------------------------------------------------------------
 
-    def intake_records(self) -> list[IntakeRecord]:
-        rows = self.store.query("SELECT time, factor, amount FROM intake")
-        kinds = {f: self._kind(f) for f in {r["factor"] for r in rows}}
-        return [
-            IntakeRecord(parse_time(r["time"]), r["factor"], r["amount"], kinds[r["factor"]])
-            for r in rows
-        ]
-
     def _kind(self, factor: str) -> str:
         found = self.catalogue.find(factor)
         return found.kind if found is not None else "amount"
@@ -335,13 +332,44 @@ class Queries:
         return [r["factor"] for r in self.store.query("SELECT DISTINCT factor FROM intake")]
 
     def daily_totals(self) -> dict[date, dict[str, float]]:
-        """Intake per local day and factor, in canonical units."""
-        return daily_totals(self.intake_records(), self.tz)
+        """Intake per local day and factor, in canonical units (kept until the data change)."""
+        return self.cached("daily_totals", self._daily_totals)
+
+    def _daily_totals(self) -> dict[date, dict[str, float]]:
+        rows = self.store.query("SELECT time, factor, amount FROM intake")
+        return daily_totals_of(
+            utc_seconds([r["time"] for r in rows]),
+            [r["factor"] for r in rows],
+            np.fromiter((r["amount"] for r in rows), dtype=float, count=len(rows)),
+            self.tz,
+        )
+
+    def cached(self, key: Any, compute: Any) -> Any:
+        """`compute()`, kept until the store's data change."""
+        version = self.store.version()
+        with self._cache_lock:
+            if self._cache_version != version:
+                self._cache.clear()
+                self._cache_version = version
+            if key in self._cache:
+                return self._cache[key]
+        value = compute()
+        with self._cache_lock:
+            if self._cache_version == version:
+                self._cache[key] = value
+        return value
 
     def insights(
         self, include_incomplete: bool = False
     ) -> tuple[Insights, list[NightSummary], dict[date, dict[str, float]]]:
-        """The insights, and the nights and daily totals behind them."""
+        """The insights, and the nights and daily totals behind them (kept until the data
+        change)."""
+        return self.cached(("insights", include_incomplete),
+                            lambda: self._insights(include_incomplete))  # fmt: skip
+
+    def _insights(
+        self, include_incomplete: bool
+    ) -> tuple[Insights, list[NightSummary], dict[date, dict[str, float]]]:
         totals = self.daily_totals()
         nights = self.nights()
         factors = {f for per in totals.values() for f in per}

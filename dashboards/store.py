@@ -165,6 +165,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._writes = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False)
@@ -197,8 +198,18 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._db:
-            yield self._db
+        with self._lock:
+            try:
+                with self._db:
+                    yield self._db
+            finally:
+                self._writes += 1
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the data may have changed: a write through this store, or a commit
+        by another connection (another process, e.g. `crampwatch intake add`)."""
+        with self._lock:
+            return self._writes, int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -443,13 +454,21 @@ class Store:
         )
         return StoredIntake(*rows[0]) if rows else None
 
-    def intakes(self, start: str | None = None, end: str | None = None) -> list[StoredIntake]:
+    def intakes(
+        self, start: str | None = None, end: str | None = None, *, limit: int = -1,
+        offset: int = 0,
+    ) -> list[StoredIntake]:  # fmt: skip
+        """Entries at `start` <= time < `end`, newest first; at most `limit` (-1: all)."""
         rows = self.query(
             "SELECT entry_id, time, factor, amount, unit, note, source FROM intake"
-            " WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) ORDER BY time DESC",
-            (start, start, end, end),
+            " WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) ORDER BY time DESC"
+            " LIMIT ? OFFSET ?",
+            (start, start, end, end, limit, offset),
         )
         return [StoredIntake(*row) for row in rows]
+
+    def intake_count(self) -> int:
+        return int(self.query("SELECT COUNT(*) FROM intake")[0][0])
 
     def put_custom_factor(self, key: str, label: str, unit: str, kind: str) -> None:
         with self.transaction() as db:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+import numpy as np
 
 NIGHT_START = time(18, 0)
 
@@ -25,3 +29,15 @@ def night_window(night: date, tz: tzinfo) -> tuple[datetime, datetime]:
 def zone_key(tz: tzinfo) -> str:
     """A zone's name (IANA key where it has one)."""
     return str(getattr(tz, "key", None) or tz)
+
+
+_STORED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def utc_seconds(texts: Sequence[str]) -> np.ndarray:
+    """POSIX seconds of many times as stored ('2026-01-05T21:30:00.000Z'), vectorised; any
+    other spelling is parsed one by one."""
+    if all(_STORED.match(t) for t in texts):
+        stamps = np.array([t[:-1] for t in texts], dtype="datetime64[ms]")
+        return stamps.astype(np.int64) / 1000.0
+    return np.array([parse_time(t).timestamp() for t in texts], dtype=float)

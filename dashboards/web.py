@@ -39,7 +39,7 @@ from dashboards.formatting import channel_name, day_name, duration, hours_minute
 from dashboards.intake_log import IntakeLog
 from dashboards.live_feed import LiveFeed
 from dashboards.night_summaries import summary_sentence
-from dashboards.queries import LabelError, Queries, night_window
+from dashboards.queries import LabelError, Queries, iso, night_window
 from dsp import __version__
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +47,10 @@ TOKEN_COOKIE = "crampwatch_token"
 MAX_RANGE_DAYS = 366  # a year (a leap year's too), for every range a page or the API answers
 NIGHTS_PAGE_DAYS = 56
 REPORT_DAYS = 28
+REPORT_NIGHTS_LISTED = 62  # longer reports list weeks instead of nights
 MAX_FORM_BYTES = 4096
+INTAKE_PAGE = 100  # entries per intake page
+DEFAULT_INTAKE_LIST, MAX_INTAKE_LIST = 1000, 5000  # entries per API answer
 MAX_NAME = 80
 MAX_NOTES = 1000
 
@@ -267,11 +270,11 @@ def _add_api(app: FastAPI, d: Dashboard) -> None:
     def api_nights(
         first: Annotated[str | None, Query(alias="from", max_length=20)] = None,
         last: Annotated[str | None, Query(alias="to", max_length=20)] = None,
-    ) -> list[dict[str, Any]]:
+    ) -> JSONResponse:
         start, end = _bounded(q, *_range(first, last))
         if start is None:
-            return []
-        return [n.to_dict() for n in q.nights(start, end)]
+            return JSONResponse([])
+        return JSONResponse(q.summaries.dicts(start, end))
 
     @app.get("/api/nights/{night}", summary="One night: summary, events per calf, presses")
     def api_night(night: str) -> dict[str, Any]:
@@ -336,11 +339,14 @@ def _add_api(app: FastAPI, d: Dashboard) -> None:
     def api_intake(
         first: Annotated[str | None, Query(alias="from", max_length=20)] = None,
         last: Annotated[str | None, Query(alias="to", max_length=20)] = None,
-    ) -> list[dict[str, Any]]:
+        limit: Annotated[int, Query(ge=1, le=MAX_INTAKE_LIST)] = DEFAULT_INTAKE_LIST,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> JSONResponse:
         start, end = _range(first, last)
-        lo = night_window(start, q.tz)[0].isoformat() if start else None
-        hi = night_window(end, q.tz)[1].isoformat() if end else None
-        return [vars(e) for e in q.store.intakes(lo, hi)]
+        lo = iso(night_window(start, q.tz)[0]) if start else None
+        hi = iso(night_window(end, q.tz)[1]) if end else None
+        entries = q.store.intakes(lo, hi, limit=limit, offset=offset)
+        return JSONResponse([vars(e) for e in entries])
 
     @app.get("/api/intake/check", summary="What an entry would be stored as (nothing is stored)")
     def api_check_intake(
@@ -529,10 +535,13 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
         return RedirectResponse(back, status_code=303)
 
     @app.get("/intake", response_class=HTMLResponse, include_in_schema=False)
-    def intake_page(request: Request) -> HTMLResponse:
+    def intake_page(request: Request, page_number: Annotated[int, Query(alias="page", ge=1,
+                    le=100_000)] = 1) -> HTMLResponse:  # fmt: skip
         factors = [f.to_dict() for f in d.intake.catalogue]
-        entries = q.store.intakes()[:500]
+        entries = q.store.intakes(limit=INTAKE_PAGE, offset=(page_number - 1) * INTAKE_PAGE)
+        more = q.store.intake_count() > page_number * INTAKE_PAGE
         return page(request, "intake.html", entries=entries, factors=factors,
+                    page_number=page_number, more=more,
                     labels={f["key"]: f["label"] for f in factors},
                     popular=page_data.popular_factors(entries, factors))  # fmt: skip
 
@@ -559,6 +568,7 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
             cramps=q.cramps_between(start, end), intake=q.intake_summary(start, end),
             chart=page_data.nights_chart(rows, None, None, q.tz),
             notice=frequent_cramps_notice(rows),
+            weeks=page_data.weeks(rows) if len(rows) > REPORT_NIGHTS_LISTED else None,
         )  # fmt: skip
 
     @app.get("/index.html", include_in_schema=False)

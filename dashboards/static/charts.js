@@ -189,7 +189,7 @@
   function scatter(data) {
     return {
       type: "scatter",
-      data: { datasets: [{ label: data.factor, data: data.points, backgroundColor: "rgba(46,95,168,0.55)", pointRadius: 4 }] },
+      data: { datasets: [{ label: data.factor, data: data.points.map(([x, y, label]) => ({ x, y, label })), backgroundColor: "rgba(46,95,168,0.55)", pointRadius: 4 }] },
       options: {
         scales: {
           x: { beginAtZero: true, grace: "4%", title: { display: true, text: `${data.factor} that day (${data.unit || "count"})` }, grid: { color: COLOURS.grid } },
