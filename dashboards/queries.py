@@ -336,13 +336,8 @@ class Queries:
         return self.cached("daily_totals", self._daily_totals)
 
     def _daily_totals(self) -> dict[date, dict[str, float]]:
-        rows = self.store.query("SELECT time, factor, amount FROM intake")
-        return daily_totals_of(
-            utc_seconds([r["time"] for r in rows]),
-            [r["factor"] for r in rows],
-            np.fromiter((r["amount"] for r in rows), dtype=float, count=len(rows)),
-            self.tz,
-        )
+        times, factors, amounts = self.store.columns("SELECT time, factor, amount FROM intake", 3)
+        return daily_totals_of(utc_seconds(times), factors, np.array(amounts, dtype=float), self.tz)
 
     def cached(self, key: Any, compute: Any) -> Any:
         """`compute()`, kept until the store's data change."""
