@@ -344,10 +344,14 @@ def summary_sentence(night: NightSummary | None, today: date) -> str:
         signal += " (too little to count in the statistics)"
     if night.cramps == 0:
         return f"{when}: no cramps, {signal}."
-    count = "1 cramp" if night.cramps == 1 else f"{night.cramps} cramps"
-    first = f", the first at {night.first_cramp:%H:%M}" if night.first_cramp else ""
-    minutes = f" lasting {duration(night.cramp_minutes * 60)} in all" if night.cramp_minutes else ""
-    return f"{when}: {count}{minutes}{first}; {signal}."
+    length = duration(night.cramp_minutes * 60) if night.cramp_minutes else ""
+    at = f"{night.first_cramp:%H:%M}" if night.first_cramp else ""
+    if night.cramps == 1:
+        what = "1 cramp" + (f" of {length}" if length else "") + (f" at {at}" if at else "")
+    else:
+        what = f"{night.cramps} cramps" + (f", {length} in all" if length else "")
+        what += f", the first at {at}" if at else ""
+    return f"{when}: {what}; {signal}."
 
 
 __all__ = [

@@ -431,3 +431,29 @@ def test_random_label_requests_never_break_a_page(client: TestClient, scene: Sce
         assert client.post("/api/labels", json=body).status_code in (200, 400, 422)
     for path in ("/", f"/nights/{LAST}", "/nights", "/report", "/insights"):
         assert client.get(path).status_code == 200
+
+
+def test_the_morning_sentence_says_the_night_in_plain_words() -> None:
+    from dashboards.analysis import NightSummary
+    from dashboards.night_summaries import summary_sentence
+
+    today = date(2026, 11, 21)
+    first = datetime(2026, 11, 21, 5, 50, tzinfo=TZ)
+
+    def night(cramps: int, minutes: float, good: float = 448.0, has_data: bool = True):
+        return NightSummary(LAST, cramps, minutes, None, first if cramps else None, 3, good,
+                            450.0, 1, has_data, has_data and good >= 240)  # fmt: skip
+
+    assert summary_sentence(night(1, 49 / 60), today) == (
+        "Last night: 1 cramp of 49 s at 05:50; 7 h 28 min of good signal."
+    )
+    assert summary_sentence(night(3, 9.5), today) == (
+        "Last night: 3 cramps, 9 min 30 s in all, the first at 05:50; 7 h 28 min of good signal."
+    )
+    assert summary_sentence(night(0, 0.0), today) == (
+        "Last night: no cramps, 7 h 28 min of good signal."
+    )
+    assert "too little to count" in summary_sentence(night(0, 0.0, good=100.0), today)
+    assert "no recording" in summary_sentence(night(0, 0.0, 0.0, has_data=False), today)
+    assert summary_sentence(night(0, 0.0), date(2026, 11, 25)).startswith("The night of Fri 20 Nov")
+    assert "No night has been recorded yet" in summary_sentence(None, today)
