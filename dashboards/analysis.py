@@ -783,14 +783,29 @@ def paired_days(
 ) -> list[tuple[date, float, int]]:
     """(day, intake of `factor` that day, cramps in the night `lag` later): exactly the pairs
     `insights` uses for this factor and lag (a day with other intake logged counts as 0)."""
+    return paired_days_by_factor(nights, totals, [factor], lag,
+                                 include_incomplete=include_incomplete)[factor]  # fmt: skip
+
+
+def paired_days_by_factor(
+    nights: Sequence[NightSummary],
+    totals: Mapping[date, Mapping[str, float]],
+    factors: Sequence[str],
+    lag: int,
+    *,
+    include_incomplete: bool = False,
+) -> dict[str, list[tuple[date, float, int]]]:
+    """`paired_days` for several factors at once (one intake matrix)."""
     usable = _usable(nights, include_incomplete)
     days = sorted(totals)
-    intake = _intake_matrix(totals, days, [factor])
+    intake = _intake_matrix(totals, days, list(factors))
     rows, cramps = _pairs(usable, days, lag)
-    return [
-        (days[i], float(intake[i, 0]), int(c))
-        for i, c in zip(rows.tolist(), cramps.tolist(), strict=True)
-    ]
+    paired_days_ = [days[i] for i in rows.tolist()]
+    counts = cramps.astype(int).tolist()
+    return {
+        factor: list(zip(paired_days_, intake[rows, j].tolist(), counts, strict=True))
+        for j, factor in enumerate(factors)
+    }
 
 
 def _kinds(

@@ -63,6 +63,7 @@ class NightSummaries:
         self._parsed: list[NightSummary] = []
         self._raw: dict[str, dict] = {}
         self._parsed_version: tuple[int, int] | None = None
+        self._refreshes = 0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -84,7 +85,8 @@ class NightSummaries:
     def _stored(self) -> list[NightSummary]:
         """Every stored summary, parsed once per change of the data."""
         self.refresh()
-        version = self.store.version()
+        # parsed again only when summaries were written here, or by another connection
+        version = (self._refreshes, self.store.version()[1])
         with self._lock:
             if self._parsed_version == version:
                 return self._parsed
@@ -131,6 +133,7 @@ class NightSummaries:
             else:
                 span = _span(self._nights_of(changed))
             summaries = self.compute(*span) if span else {}
+            self._refreshes += 1
             if span and not everything:  # nights that no longer have anything
                 gone = [
                     _text(span[0] + timedelta(days=i)) for i in range((span[1] - span[0]).days + 1)

@@ -12,7 +12,7 @@ import json
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from dashboards.analysis import Insights, NightSummary, paired_days
+from dashboards.analysis import Insights, NightSummary, paired_days_by_factor
 from dashboards.formatting import channel_name, duration, short_day
 from dashboards.queries import Queries
 from dashboards.timebase import parse_time
@@ -221,15 +221,18 @@ def _factor_charts(
     result: Insights, nights: list[NightSummary], totals: dict, include_incomplete: bool,
     q: Queries,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    factors = sorted({r.factor for r in result.results})
+    by_factor = paired_days_by_factor(nights, totals, factors, 0,
+                                      include_incomplete=include_incomplete)  # fmt: skip
+    labels = {day: short_day(day) for day, _, _ in by_factor[factors[0]]} if factors else {}
     out = {}
-    for factor in sorted({r.factor for r in result.results}):
-        pairs = paired_days(nights, totals, factor, 0, include_incomplete=include_incomplete)
+    for factor in factors:
         found = q.catalogue.find(factor)
         out[factor] = {
             "type": "scatter",
             "factor": factor.replace("_", " "),
             "unit": found.unit if found else "",
-            "points": [[x, y, short_day(day)] for day, x, y in pairs],
+            "points": [[x, y, labels[day]] for day, x, y in by_factor[factor]],
         }
     return out
 
