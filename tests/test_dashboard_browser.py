@@ -339,12 +339,7 @@ def test_the_report_prints_to_a_pdf_a_person_can_read(
         assert words in text, words
     for absent in ("Print or save as PDF", "Overview", "Yes, that was a cramp"):
         assert absent not in text, absent  # the site's controls stay off paper
-    first = reader.pages[0]
-    images = (
-        [name for name in first["/Resources"].get("/XObject", {})] if "/Resources" in first else []
-    )
-    all_images = sum(len(p.images) for p in reader.pages)
-    assert images or all_images, "the chart is not in the PDF"
+    assert len(reader.pages[0].images) >= 1, "the chart is not on the first page"
     page.close()
 
 
