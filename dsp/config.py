@@ -165,23 +165,29 @@ class EnvelopeConfig:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """Per-channel signal-quality checks, made once per tick (about a second)."""
+    """Per-channel signal-quality checks, made once per tick (about a second), and what counts as
+    measured when samples are missing.
+
+    After a gap of missing samples, the filtered signal is not a measurement for as long as the gap
+    lasted, at most `gap_settle_s` (the band-pass's transient); gaps up to `gap_bridge_s` are
+    crossed on a straight line that only steers the filter, longer ones restart it. An envelope hop
+    needs `min_measured_fraction` of its window measured, or it is missing.
+    """
 
     flat_uv: float = 0.05
     railed_fraction: float = 0.5
     clipping_blocking_fraction: float = 0.1
-    gap_blocking_fraction: float = 0.5
-    missing_hold_fraction: float = 0.5
     mains_fraction: float = 0.8
     settle_s: float = 1.0
+    gap_settle_s: float = 0.05
+    gap_bridge_s: float = 1.0
+    min_measured_fraction: float = 0.25
 
     def validate(self) -> None:
-        for name in (
-            "clipping_blocking_fraction",
-            "gap_blocking_fraction",
-            "missing_hold_fraction",
-        ):
+        for name in ("clipping_blocking_fraction", "min_measured_fraction"):
             _require(0 < getattr(self, name) <= 1, f"quality.{name} must be in (0, 1]")
+        for name in ("gap_settle_s", "gap_bridge_s"):
+            _require(getattr(self, name) >= 0, f"quality.{name} must be >= 0")
         _require(self.flat_uv >= 0, "quality.flat_uv must be >= 0")
         _require(0 < self.railed_fraction <= 1, "quality.railed_fraction must be in (0, 1]")
         _require(0 < self.mains_fraction <= 1, "quality.mains_fraction must be in (0, 1]")
@@ -198,6 +204,7 @@ class DetectorConfig:
     off_margin_uv: float = 2.0
     off_hold_s: float = 0.5
     merge_gap_s: float = 2.0
+    max_gap_s: float = 2.0
     cramp_min_s: float = 10.0
     movement_min_s: float = 0.5
     floor_window_s: float = 120.0
@@ -235,6 +242,11 @@ class DetectorConfig:
         )
         for name in ("off_hold_s", "merge_gap_s", "movement_min_s", "trace_pre_s", "dip_min_s"):
             _require(getattr(self, name) >= 0, f"detector.{name} must be >= 0")
+        _require(
+            0 <= self.max_gap_s <= self.merge_gap_s,
+            f"detector.max_gap_s ({self.max_gap_s}) must be between 0 and detector.merge_gap_s "
+            f"({self.merge_gap_s}): a longer gap could hide a pause that would end the event",
+        )
         _require(self.cramp_min_s > 0, "detector.cramp_min_s must be > 0")
         _require(
             self.max_event_s > self.cramp_min_s,

@@ -37,6 +37,7 @@ from dsp.events import (
     stable_event_id,
 )
 from dsp.noise_floor import NoiseFloor
+from dsp.quality import GAP
 
 _IDLE, _ACTIVE, _PENDING = 0, 1, 2
 
@@ -131,6 +132,12 @@ class ChannelDetector:
         self._dip_low = 0.0
         self._max_window: deque[tuple[int, float]] = deque()
         self._settle_left = 0
+        self._gap_start: int | None = None  # first hop of the run of missing hops in progress
+        self._gap_ended_at = -2  # the last hop of the latest run of missing hops
+        self._gap_was_lost = False  # that run was long enough to be reported as signal lost
+        self._last_above_hop = -1
+        # A gap this long while no event is open could hide a whole movement: signal lost.
+        self.idle_gap_s = max(det.movement_min_s, hop_s)
         self.tick_samples = hops_per_tick * timebase.hop
         self._spectrum_freqs = np.fft.rfftfreq(self.tick_samples, 1 / timebase.fs)
         self._band = config.filter.effective_band(config.fs) if config.mode == "raw" else None
@@ -147,32 +154,52 @@ class ChannelDetector:
         problems: tuple[str, ...],
         tick_max: float,
         tick_median: float,
-        partly_missing: bool = False,
+        missing_hops: int = 0,
     ) -> None:
         """Take the envelope hops of one tick (and its filtered samples, for the spectrum).
 
-        `tick_max` and `tick_median` are of `env`, computed by the caller for all ticks at once;
-        `partly_missing` says the tick's envelope was held over missing samples, so it does not
-        teach the noise floor.
+        `tick_max` and `tick_median` are of the measured hops of `env`, computed by the caller for
+        all ticks at once; `missing_hops` counts the hops that are not measurements (NaN).
         """
         if blocked:
             self._process_blocked(first_hop)
         elif self._settle_left > 0:
             self._settle_left -= 1
             self._process_blocked(first_hop, settling=True)
-        elif self.mode == _IDLE and tick_max <= self.on_thr:
+        elif (
+            self.mode == _IDLE
+            and missing_hops == 0
+            and self._gap_start is None
+            and tick_max <= self.on_thr
+        ):
             if self.state != STATE_IDLE:
                 self._set_state(STATE_IDLE, self.tb.window_end_s(first_hop - 1))
-            if len(env) == self.hops_per_tick and not partly_missing:
+            if len(env) == self.hops_per_tick:
                 self.floor.add(tick_median)
                 self._update_thresholds()
         else:
+            quiet = self.mode == _IDLE and self.state == STATE_IDLE and tick_max <= self.on_thr
             for i, value in enumerate(env.tolist()):
+                if value != value:  # NaN: this hop is not a measurement
+                    self._process_missing(first_hop + i)
+                    continue
+                if self._gap_start is not None:
+                    self._gap_over(first_hop + i)
                 self._process_hop(first_hop + i, value, env, i)
             if self.stretch is not None:
                 if filtered is not None:
                     self._add_spectrum(filtered)
                 self.stretch.problems.update(problems)
+            elif (
+                quiet
+                and self.state == STATE_IDLE
+                and len(env) == self.hops_per_tick
+                and 2 * missing_hops <= self.hops_per_tick
+            ):
+                # A quiet tick with a few hops missing still measures the resting level (the
+                # median of its measured hops).
+                self.floor.add(tick_median)
+                self._update_thresholds()
         self._recent_ticks.append(env)
 
     def finish(self, next_hop: int) -> None:
@@ -204,6 +231,45 @@ class ChannelDetector:
             self._settle_left = self.settle_ticks
         self._set_state(STATE_SIGNAL_LOST, at_s)
 
+    def _process_missing(self, k: int) -> None:
+        """Hop k is not a measurement (too many of its window's samples are missing).
+
+        Inside an event, a gap of up to `max_gap_s` keeps the event open (time passes, nothing is
+        learned about the muscle) and is noted on it; a longer one ends it as signal lost where the
+        gap began. With no event open, a gap long enough to hide a whole movement is signal lost.
+        """
+        if self._gap_start is None:
+            self._gap_start = k
+            self._gap_was_lost = False
+        lost_at = self.tb.window_end_s(self._gap_start - 1)
+        gap_s = (k + 1 - self._gap_start) * self.hop_s
+        stretch = self.stretch
+        if stretch is not None:
+            stretch.values.append(math.nan)
+            stretch.problems.add(GAP)
+            if self.mode == _PENDING and (
+                self.tb.window_end_s(k) - self.tb.window_start_s(stretch.run_end_hop)
+                >= self.det.merge_gap_s
+            ):
+                self._close(self.tb.window_start_s(stretch.run_end_hop))
+            elif gap_s > self.det.max_gap_s:
+                self._close_early(lost_at, "signal_lost")
+                self._lose_signal(lost_at)
+                return
+        if self.stretch is None and gap_s >= self.idle_gap_s:
+            self._lose_signal(lost_at)
+
+    def _lose_signal(self, at_s: float) -> None:
+        self._gap_was_lost = True
+        self._set_state(STATE_SIGNAL_LOST, at_s)
+
+    def _gap_over(self, k: int) -> None:
+        """Hop k is measured again after a run of missing hops."""
+        self._gap_start = None
+        self._gap_ended_at = k - 1
+        if self.stretch is None and self.state == STATE_SIGNAL_LOST:
+            self._set_state(STATE_IDLE, self.tb.window_end_s(k - 1))
+
     def _process_hop(self, k: int, value: float, env: np.ndarray, i: int) -> None:
         if self.mode == _IDLE:
             if value > self.on_thr:
@@ -230,10 +296,13 @@ class ChannelDetector:
         if self.mode == _ACTIVE:
             if value > self.off_thr:
                 self._below = 0
+                self._last_above_hop = k
             else:
                 self._below += 1
                 if self._below >= self.off_hold_hops:
-                    stretch.run_end_hop = k - self._below + 1
+                    # The run ends after its last measured active hop (before a gap, if the
+                    # envelope was missing in between: what the gap hid is not claimed).
+                    stretch.run_end_hop = self._last_above_hop + 1
                     self.mode = _PENDING
                     # A dip that never recovered was the cramp fading out, not a phasic dip.
                     run_end_s = self.tb.window_start_s(stretch.run_end_hop)
@@ -265,8 +334,11 @@ class ChannelDetector:
             pre=pre,
             tonic_start_hop=k,
         )
+        if self._gap_ended_at == k - 1:  # it began while the envelope was missing: when is unsure
+            self.stretch.problems.add("signal_lost" if self._gap_was_lost else GAP)
         self.mode = _ACTIVE
         self._below = 0
+        self._last_above_hop = k
         self._dip = 0
         self._in_dip = False
         self._max_window.clear()
@@ -371,6 +443,9 @@ class ChannelDetector:
     def _emit(self, stretch: _Stretch, phase: str, end_s: float | None, duration_s: float) -> None:
         values = np.frombuffer(stretch.values) if len(stretch.values) else np.zeros(1)
         active = values[: max(1, round(duration_s / self.hop_s))]
+        active = active[~np.isnan(active)] if np.isnan(active).any() else active
+        if active.size == 0:
+            active = np.zeros(1)
         kind = KIND_CRAMP if stretch.cramp else KIND_MOVEMENT
         ctx = self.context
         event_id = stable_event_id(
@@ -409,7 +484,14 @@ class ChannelDetector:
         series = np.concatenate([stretch.pre, values])
         group = max(1, math.ceil(len(series) / self.det.trace_max_points))
         usable = len(series) // group * group
-        binned = series[:usable].reshape(-1, group).mean(axis=1) if usable else series
+        if usable and group > 1:
+            parts = series[:usable].reshape(-1, group)
+            measured = ~np.isnan(parts)
+            counts = measured.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                binned = np.where(measured, parts, 0.0).sum(axis=1) / counts  # NaN: none measured
+        else:
+            binned = series[:usable] if usable else series
         first_hop = stretch.onset_hop - len(stretch.pre)
         t0 = self.tb.window_end_s(first_hop) + (group - 1) * self.hop_s / 2
         return EnvelopeTrace(

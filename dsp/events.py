@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,14 +57,16 @@ def stable_event_id(*parts: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class EnvelopeTrace:
-    """A downsampled envelope series around an event, for plotting: value i is at t0_s + i * dt_s."""
+    """A downsampled envelope series around an event, for plotting: value i is at t0_s + i * dt_s
+    (NaN, written as null: the envelope was not measured there)."""
 
     t0_s: float
     dt_s: float
     uv: tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"t0_s": self.t0_s, "dt_s": self.dt_s, "uv": [round(v, 3) for v in self.uv]}
+        uv = [round(v, 3) if math.isfinite(v) else None for v in self.uv]  # None: not measured
+        return {"t0_s": self.t0_s, "dt_s": self.dt_s, "uv": uv}
 
 
 @dataclass(frozen=True, slots=True)

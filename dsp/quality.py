@@ -18,9 +18,10 @@ GAP = "gap"
 class TickQuality:
     """Quality of complete ticks: boolean arrays of shape (ticks, channels) per problem.
 
-    `blocking` marks ticks where detection must stop: electrode off, mains, and gaps or clipping
-    when heavy (QualityConfig); a few dropped samples are held over, and a strong cramp that clips
-    now and then is still a cramp.
+    `blocking` marks ticks where detection must stop: electrode off, mains, and heavy clipping
+    (QualityConfig); a strong cramp that clips now and then is still a cramp. Missing samples
+    (`gap`) are reported here but do not block: the envelope is measured from the samples that are
+    there, and the detector decides from the hops that are not measured (dsp.detector).
     """
 
     electrode_off: np.ndarray
@@ -61,35 +62,45 @@ class QualityAssessor:
         self._projectors = np.stack([window * np.cos(phase), window * np.sin(phase), window])
         self._phasor_sums = self._projectors[:2].sum(axis=1)
 
-    def assess(self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray) -> TickQuality:
+    def assess(
+        self,
+        scaled: np.ndarray,
+        filtered: np.ndarray,
+        measured: np.ndarray | None,
+        env: np.ndarray,
+    ) -> TickQuality:
         """Arrays of shape (ticks, samples or hops per tick, channels): input in uV, the filtered
-        signal, and the envelope hops."""
+        signal (0 where it is not a measurement), which filtered samples are measurements (None:
+        all), and the envelope hops (NaN: not measured)."""
         shape = (scaled.shape[0], scaled.shape[2])
         finite = np.isfinite(scaled)
         railed_fraction = self._railed_fraction(scaled, shape)  # NaN is never at a rail
+        coverage = None
         if finite.all():
             gap_fraction = np.zeros(shape)
         else:
             gap_fraction = 1.0 - finite.mean(axis=1)
+            # The Hann window's share that was measured: the hum's demodulated amplitude shrinks
+            # with it (missing samples carry no hum) and is scaled back up.
+            coverage = np.matmul(self._projectors[2], finite.astype(float)) / self._window_sum
             # Missing samples take the tick's mean, so they add no step and no hum.
             zeroed = np.where(finite, scaled, 0.0)
             count = np.maximum(finite.sum(axis=1, keepdims=True), 1)
             scaled = np.where(finite, scaled, zeroed.sum(axis=1, keepdims=True) / count)
         gap = gap_fraction > 0
-        if self.raw_mode:
-            flat = env.max(axis=1) <= self.config.flat_uv
-        else:
-            flat = env.max(axis=1) - env.min(axis=1) <= self.config.flat_uv
+        env_max, env_min = np.fmax.reduce(env, axis=1), np.fmin.reduce(env, axis=1)  # NaN: none
+        with np.errstate(invalid="ignore"):
+            if self.raw_mode:
+                flat = env_max <= self.config.flat_uv
+            else:
+                flat = env_max - env_min <= self.config.flat_uv
         electrode_off = (flat | (railed_fraction >= self.config.railed_fraction)) & (
             gap_fraction < 1
         )
         clipping = (railed_fraction > 0) & ~electrode_off
-        mains = self._mains_dominated(scaled, filtered, shape) & ~electrode_off
+        mains = self._mains_dominated(scaled, filtered, measured, coverage, shape) & ~electrode_off
         blocking = (
-            electrode_off
-            | mains
-            | (gap_fraction >= self.config.gap_blocking_fraction)
-            | (railed_fraction >= self.config.clipping_blocking_fraction)
+            electrode_off | mains | (railed_fraction >= self.config.clipping_blocking_fraction)
         )
         return TickQuality(electrode_off, clipping, mains, gap, blocking, gap_fraction)
 
@@ -104,7 +115,12 @@ class QualityAssessor:
         return at_rail.mean(axis=1)
 
     def _mains_dominated(
-        self, scaled: np.ndarray, filtered: np.ndarray, shape: tuple[int, int]
+        self,
+        scaled: np.ndarray,
+        filtered: np.ndarray,
+        measured: np.ndarray | None,
+        coverage: np.ndarray | None,
+        shape: tuple[int, int],
     ) -> np.ndarray:
         if not self.check_mains:
             return np.zeros(shape, dtype=bool)
@@ -114,8 +130,16 @@ class QualityAssessor:
         cos_part = projections[:, 0] - mean * self._phasor_sums[0]
         sin_part = projections[:, 1] - mean * self._phasor_sums[1]
         amplitude = np.hypot(cos_part, sin_part) / self._window_gain
+        if coverage is not None:
+            # Hum is judged only where most of the window was measured.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                amplitude = np.where(coverage >= 0.5, amplitude / coverage, 0.0)
         mains_power = amplitude**2 / 2.0
-        band_power = np.einsum("tnc,tnc->tc", filtered, filtered) / filtered.shape[1]
+        band_energy = np.einsum("tnc,tnc->tc", filtered, filtered)
+        if measured is None:
+            band_power = band_energy / filtered.shape[1]
+        else:  # the mean over the measured samples (the others are 0)
+            band_power = band_energy / np.maximum(measured.sum(axis=1), 1)
         total = mains_power + band_power
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(total > 0, mains_power / total, 0.0)
