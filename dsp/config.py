@@ -196,7 +196,12 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Noise floor, hysteresis thresholds and the cramp/movement rules (DESIGN.md defaults)."""
+    """Noise floor, hysteresis thresholds and the cramp/movement rules (DESIGN.md defaults).
+
+    The floor is learned from quiet ticks; detection waits for `floor_warmup_s` of them. A given
+    floor (`initial_floor_uv`, else a channel's calibration) is used from the start: held all
+    through when `learn_floor` is False, else only until a floor has been learned.
+    """
 
     on_factor: float = 3.0
     on_margin_uv: float = 8.0
@@ -209,8 +214,9 @@ class DetectorConfig:
     movement_min_s: float = 0.5
     floor_window_s: float = 120.0
     floor_percentile: float = 20.0
-    floor_warmup_s: float = 1.0
+    floor_warmup_s: float = 5.0
     initial_floor_uv: float | None = None
+    learn_floor: bool = True
     tonic_window_s: float = 1.5
     tonic_ratio: float = 0.25
     dip_min_s: float = 0.1
@@ -330,6 +336,17 @@ class PipelineConfig:
                 f"calibration for {channel!r}, which is not one of the channels {list(self.channels)}",
             )
             calibration.validate(channel)
+        if not self.detector.learn_floor:
+            unknown = [
+                c
+                for c in self.channels
+                if self.detector.initial_floor_uv is None and self.calibration_of(c) is None
+            ]
+            _require(
+                not unknown,
+                f"a floor held fixed (detector.learn_floor false) needs a floor for {unknown}: "
+                "give detector.initial_floor_uv (--floor-uv) or a calibration",
+            )
         if self.detector.on_mvc_percent is not None:
             missing = [
                 c

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -95,9 +95,12 @@ class ChannelDetector:
         context: EventContext,
         timebase: Timebase,
         hops_per_tick: int,
+        *,
+        start_floor_uv: float | None = None,
     ) -> None:
         det = config.detector
         calibration = config.calibration_of(channel)
+        self.config = config
         self.det = det
         self.channel = channel
         self.context = context
@@ -106,12 +109,24 @@ class ChannelDetector:
         hop_s = timebase.hop / timebase.fs
         self.hop_s = hop_s
         tick_s = hops_per_tick * hop_s
+        given = det.initial_floor_uv
+        if given is None and calibration is not None:
+            given = calibration.floor_uv
         self.floor = NoiseFloor(
             capacity=math.ceil(det.floor_window_s / tick_s),
             percentile=det.floor_percentile,
             warmup=math.ceil(det.floor_warmup_s / tick_s),
-            initial_uv=calibration.floor_uv if calibration else det.initial_floor_uv,
+            initial_uv=given if start_floor_uv is None else start_floor_uv,
+            fixed=not det.learn_floor and start_floor_uv is None,
         )
+        # With no floor given, the ticks since the start are kept (up to the longest event) so
+        # that they can be judged again once the floor is known: the warm-up when it ends, and
+        # all of it if the recording turns out to have started inside an event.
+        self._history: list[tuple] | None = None if self.floor.ready else []
+        self._history_limit = math.ceil(det.max_event_s / tick_s)
+        self._provisional_uv = math.nan  # the floor learned from the warm-up
+        self._emitted: set[tuple[str, str]] = set()  # (event_id, phase) reported
+        self._quiet_seen = False  # a measured quiet hop has been seen
         self.mvc_uv = calibration.mvc_uv if calibration else None
         self.off_hold_hops = max(1, math.ceil(det.off_hold_s / hop_s - 1e-9))
         self.dip_min_hops = max(1, math.ceil(det.dip_min_s / hop_s - 1e-9))
@@ -134,6 +149,7 @@ class ChannelDetector:
         self._settle_left = 0
         self._gap_start: int | None = None  # first hop of the run of missing hops in progress
         self._gap_ended_at = -2  # the last hop of the latest run of missing hops
+        self._gap_began_at = -2  # and its first
         self._gap_was_lost = False  # that run was long enough to be reported as signal lost
         self._last_above_hop = -1
         # A gap this long while no event is open could hide a whole movement: signal lost.
@@ -161,6 +177,26 @@ class ChannelDetector:
         `tick_max` and `tick_median` are of the measured hops of `env`, computed by the caller for
         all ticks at once; `missing_hops` counts the hops that are not measurements (NaN).
         """
+        if self._history is not None:
+            tick = (first_hop, env.copy(), blocked, problems, tick_max, tick_median, missing_hops)
+            self._history.append(tick)
+        self._process_tick(
+            first_hop, env, filtered, blocked, problems, tick_max, tick_median, missing_hops
+        )
+        if self._history is not None:
+            self._judge_start(first_hop + len(env))
+
+    def _process_tick(
+        self,
+        first_hop: int,
+        env: np.ndarray,
+        filtered: np.ndarray | None,
+        blocked: bool,
+        problems: tuple[str, ...],
+        tick_max: float,
+        tick_median: float,
+        missing_hops: int,
+    ) -> None:
         if blocked:
             self._process_blocked(first_hop)
         elif self._settle_left > 0:
@@ -174,6 +210,7 @@ class ChannelDetector:
         ):
             if self.state != STATE_IDLE:
                 self._set_state(STATE_IDLE, self.tb.window_end_s(first_hop - 1))
+            self._quiet_seen = True
             if len(env) == self.hops_per_tick:
                 self.floor.add(tick_median)
                 self._update_thresholds()
@@ -201,6 +238,71 @@ class ChannelDetector:
                 self.floor.add(tick_median)
                 self._update_thresholds()
         self._recent_ticks.append(env)
+
+    def _judge_start(self, next_hop: int) -> None:
+        """While the floor is not yet known to come from real quiet: at the end of the warm-up,
+        run the detector over the warm-up ticks with the floor just learned; and if the floor
+        later falls so far that the warm-up itself was above the 'on' threshold (the recording
+        started inside an event), run it again from the start with the floor learned since,
+        noting `floor_revised` on what that finds. After max_event_s, the start is settled."""
+        assert self._history is not None
+        if not self.floor.ready:
+            return
+        if math.isnan(self._provisional_uv):
+            self._provisional_uv = self.floor.value
+            self._rerun_from_start(next_hop, self.floor.value, revised=False)
+        elif self._on_threshold(self.floor.value) < self._provisional_uv:
+            self._rerun_from_start(next_hop, self.floor.value, revised=True)
+            self._history = None
+        if self._history is not None and len(self._history) >= self._history_limit:
+            self._history = None
+
+    def _rerun_from_start(self, next_hop: int, floor_uv: float, *, revised: bool) -> None:
+        """Judge the kept ticks again with `floor_uv` as the starting floor, report what that
+        finds that was not reported yet, and carry on from its state."""
+        assert self._history is not None
+        rerun = ChannelDetector(
+            self.config,
+            self.channel,
+            self.context,
+            self.tb,
+            self.hops_per_tick,
+            start_floor_uv=floor_uv,
+        )
+        for first_hop, env, blocked, problems, tick_max, tick_median, missing in self._history:
+            rerun._process_tick(
+                first_hop, env, None, blocked, problems, tick_max, tick_median, missing
+            )
+        now_s = self.tb.window_end_s(next_hop - 1)
+        if self.stretch is not None and self.stretch.cramp:
+            same = rerun.stretch is not None and rerun.stretch.onset_hop == self.stretch.onset_hop
+            if not same:  # a cramp announced with the old floor is closed, saying why
+                self._close_early(now_s, "floor_revised")
+        last_state_s = max(
+            (r.at_s for r in self.records if isinstance(r, StateChange)), default=-math.inf
+        )
+        for record in rerun.records:
+            if isinstance(record, Event):
+                if (record.event_id, record.phase) in self._emitted:
+                    continue
+                if revised:
+                    record = _with_problem(record, "floor_revised")
+                self._emitted.add((record.event_id, record.phase))
+                self.records.append(record)
+            elif record.at_s >= last_state_s and record.state != self.state:
+                self.records.append(record)
+                self.state = record.state
+        if revised and rerun.stretch is not None:
+            rerun.stretch.problems.add("floor_revised")
+        keep = {"records", "_history", "_emitted", "_provisional_uv", "_history_limit", "state"}
+        for name, value in vars(rerun).items():
+            if name not in keep:
+                setattr(self, name, value)
+        if rerun.state != self.state:
+            self._set_state(rerun.state, now_s)
+
+    def _on_threshold(self, floor_uv: float) -> float:
+        return max(self.det.on_factor * floor_uv, floor_uv + self.det.on_margin_uv)
 
     def finish(self, next_hop: int) -> None:
         """End of the recording: close whatever is open."""
@@ -239,7 +341,7 @@ class ChannelDetector:
         gap began. With no event open, a gap long enough to hide a whole movement is signal lost.
         """
         if self._gap_start is None:
-            self._gap_start = k
+            self._gap_start = self._gap_began_at = k
             self._gap_was_lost = False
         lost_at = self.tb.window_end_s(self._gap_start - 1)
         gap_s = (k + 1 - self._gap_start) * self.hop_s
@@ -275,6 +377,7 @@ class ChannelDetector:
             if value > self.on_thr:
                 self._open(k, env, i)
             else:
+                self._quiet_seen = True
                 return
         stretch = self.stretch
         assert stretch is not None
@@ -334,8 +437,11 @@ class ChannelDetector:
             pre=pre,
             tonic_start_hop=k,
         )
-        if self._gap_ended_at == k - 1:  # it began while the envelope was missing: when is unsure
+        if self._gap_ended_at == k - 1 and self._gap_began_at > 0:
+            # It began while the envelope was missing: when is unsure.
             self.stretch.problems.add("signal_lost" if self._gap_was_lost else GAP)
+        if not self._quiet_seen:  # active from the first measurement: it began before
+            self.stretch.problems.add("recording_started")
         self.mode = _ACTIVE
         self._below = 0
         self._last_above_hop = k
@@ -458,6 +564,8 @@ class ChannelDetector:
             ctx.settings_hash,
         )
         quality = ",".join(sorted(stretch.problems)) or "good"
+        if self._history is not None:
+            self._emitted.add((event_id, phase))
         self.records.append(
             Event(
                 event_id=event_id,
@@ -520,3 +628,8 @@ class ChannelDetector:
         if state != self.state:
             self.state = state
             self.records.append(StateChange(self.channel, state, at_s))
+
+
+def _with_problem(event: Event, problem: str) -> Event:
+    problems = {p for p in event.quality.split(",") if p != "good"} | {problem}
+    return replace(event, quality=",".join(sorted(problems)))

@@ -281,3 +281,19 @@ def test_a_synthetic_night_gives_identical_output_for_any_split(
     kinds = {(e["kind"], e["channel"]) for e in reference[1]}
     assert ("cramp", "left") in kinds and ("movement", "right") in kinds
     assert any(s.state == "signal_lost" for s in reference[2])
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_recording_that_starts_inside_a_cramp_gives_identical_output_for_any_split(
+    data: st.DataObject,
+) -> None:
+    """The start is judged again once the floor is known: the same over any split."""
+    x = with_bursts(FS, 150, [(0.0, 40.0, 50.0), (100.0, 103.0, 30.0)], channels=2, seed=7)
+    x[:, 1] = with_bursts(FS, 150, [(20.0, 50.0, 50.0)], seed=8)[:, 0]
+    config = PipelineConfig(fs=FS, channels=("a", "b"))
+    reference = pipeline_run(config, x, [])
+    streamed = pipeline_run(config, x, data.draw(splits(len(x))))
+    assert np.array_equal(streamed[0], reference[0], equal_nan=True)
+    assert streamed[1:] == reference[1:]
+    assert any("floor_revised" in e["quality"] for e in reference[1])
