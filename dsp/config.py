@@ -225,8 +225,13 @@ class DetectorConfig:
     max_event_s: float = 1800.0
     on_mvc_percent: float | None = None
     off_mvc_percent: float | None = None
+    weak_mvc_percent: float = 5.0
 
     def validate(self) -> None:
+        _require(
+            0 <= self.weak_mvc_percent < 100,
+            "detector.weak_mvc_percent must be at least 0 and below 100",
+        )
         for name in ("on_mvc_percent", "off_mvc_percent"):
             value = getattr(self, name)
             _require(value is None or 0 < value < 100, f"detector.{name} must be between 0 and 100")

@@ -23,6 +23,8 @@ import numpy as np
 
 from dsp.config import PipelineConfig
 from dsp.events import (
+    CONFIDENCE_HIGH,
+    CONFIDENCE_LOW,
     KIND_CRAMP,
     KIND_MOVEMENT,
     PHASE_ENDED,
@@ -564,6 +566,12 @@ class ChannelDetector:
             ctx.settings_hash,
         )
         quality = ",".join(sorted(stretch.problems)) or "good"
+        mean_uv = float(active.mean())
+        mvc_percent = 100.0 * mean_uv / self.mvc_uv if self.mvc_uv else None
+        confidence = None
+        if kind == KIND_CRAMP and mvc_percent is not None:
+            weak = mvc_percent < self.det.weak_mvc_percent
+            confidence = CONFIDENCE_LOW if weak else CONFIDENCE_HIGH
         if self._history is not None:
             self._emitted.add((event_id, phase))
         self.records.append(
@@ -577,7 +585,7 @@ class ChannelDetector:
                 end_s=end_s,
                 duration_s=duration_s,
                 peak_uv=float(active.max()),
-                mean_uv=float(active.mean()),
+                mean_uv=mean_uv,
                 floor_uv=stretch.floor_uv,
                 area_uvs=float(np.clip(active - stretch.floor_uv, 0, None).sum() * self.hop_s),
                 median_freq_hz=self._median_frequency(stretch.spectrum),
@@ -585,6 +593,8 @@ class ChannelDetector:
                 envelope=self._trace(stretch, values),
                 pipeline=ctx.pipeline,
                 session_start=ctx.session_start,
+                mvc_percent=mvc_percent,
+                confidence=confidence,
             )
         )
 
