@@ -185,16 +185,15 @@ def _bridge(
     if finite.all():
         empty = np.empty(0, dtype=np.int64)
         return span, empty, empty
-    n = len(span)
-    index = np.arange(n)
-    prev = np.maximum.accumulate(np.where(finite, index, -1))
-    nxt = np.minimum.accumulate(np.where(finite, index, n)[::-1])[::-1]
-    missing = ~finite
-    p, q = prev[missing], nxt[missing]
-    start = np.where(p >= 0, span[np.maximum(p, 0)], before)
-    end = span[q]
+    edges = np.diff(finite.astype(np.int8), prepend=np.int8(1))
+    starts = np.flatnonzero(edges == -1)  # first missing sample of each gap
+    ends = np.flatnonzero(edges == 1)  # first measured sample after it
+    lengths = ends - starts
+    first = np.where(starts > 0, span[np.maximum(starts - 1, 0)], before)
+    rise = span[ends] - first
+    # Position of each missing sample within its gap (1 .. length), gap by gap.
+    step = np.repeat(lengths + 1, lengths)
+    position = np.arange(1, len(step) + 1) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     filled = span.copy()
-    filled[missing] = start + (end - start) * ((index[missing] - p) / (q - p))
-    gap_ends = np.flatnonzero(finite[1:] & missing[:-1]) + 1
-    gap_lengths = gap_ends - prev[gap_ends - 1] - 1
-    return filled, gap_ends, gap_lengths
+    filled[~finite] = np.repeat(first, lengths) + np.repeat(rise, lengths) * (position / step)
+    return filled, ends, lengths

@@ -22,7 +22,7 @@ from dsp.detector import ChannelDetector, EventContext, Timebase
 from dsp.envelope import HopWindowStatistic
 from dsp.events import Event, QualityChange, StateChange
 from dsp.filters import StreamingSOSFilter, band_pass_notch_sos, envelope_lowpass_sos
-from dsp.quality import QualityAssessor, TickQuality
+from dsp.quality import MIN_JUDGED_FRACTION, QualityAssessor, TickQuality
 from dsp.scaling import Scaler
 
 
@@ -243,6 +243,11 @@ class Pipeline:
             quality = TickQuality.good((1, n_ch))
         any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap
         spectra = self.config.mode == "raw"
+        unjudged = quality.gap_fraction > 1.0 - MIN_JUDGED_FRACTION
+        if unjudged.any():
+            # Too little of the tick was measured to tell hum or a loose electrode from muscle:
+            # the detector does not use its hops (the envelope reported stays as measured).
+            env = np.where(unjudged[:, None, :], np.nan, env)
         tick_max, tick_median, missing_hops = _tick_statistics(env)
         blocked = quality.blocking.tolist()
         for t in range(n_ticks):

@@ -63,6 +63,19 @@ def burst_dropouts(
     return mask
 
 
+def host_late_dropouts(n: int, channels: int, fs: float, rng: np.random.Generator) -> np.ndarray:
+    """Whole frames missing the way a busy host loses them: runs of 1-300 ms lost between runs of
+    1-500 ms kept (both log-uniform), about 40 % of the frames in all."""
+    mask = np.zeros((n, channels), dtype=bool)
+    at = 0
+    while at < n:
+        at += round(np.exp(rng.uniform(np.log(0.001), np.log(0.5))) * fs)
+        length = max(1, round(np.exp(rng.uniform(np.log(0.001), np.log(0.3))) * fs))
+        mask[at : at + length] = True
+        at += length
+    return mask
+
+
 def with_missing(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """A copy of `x` with the masked samples missing (NaN)."""
     out = np.array(x, dtype=np.float64, copy=True)
@@ -70,14 +83,24 @@ def with_missing(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-DROPOUT_PATTERNS = ("scattered_1", "scattered_5", "scattered_10", "scattered_30", "bursts", "both")
+DROPOUT_PATTERNS = (
+    "scattered_1",
+    "scattered_5",
+    "scattered_10",
+    "scattered_30",
+    "bursts",
+    "both",
+    "host_late",
+)
 
 
 def dropout_mask(pattern: str, n: int, channels: int, fs: float, seed: int) -> np.ndarray:
     """One of DROPOUT_PATTERNS: scattered dropouts of 1, 5, 10 or 30 % of the samples, bursts of
-    10 ms to 2 s covering 5 % of the time (whole frames and single channels), or both together
-    (5 % scattered and the bursts)."""
+    10 ms to 2 s covering 5 % of the time (whole frames and single channels), both together
+    (5 % scattered and the bursts), or a busy host's runs of lost frames (about 40 %)."""
     rng = np.random.default_rng(seed)
+    if pattern == "host_late":
+        return host_late_dropouts(n, channels, fs, rng)
     if pattern.startswith("scattered_"):
         return scattered_dropouts(n, channels, int(pattern.split("_")[1]) / 100, rng)
     bursts = burst_dropouts(n, channels, fs, 0.04, rng) | burst_dropouts(
