@@ -201,6 +201,11 @@ class DetectorConfig:
     The floor is learned from quiet ticks; detection waits for `floor_warmup_s` of them. A given
     floor (`initial_floor_uv`, else a channel's calibration) is used from the start: held all
     through when `learn_floor` is False, else only until a floor has been learned.
+
+    `max_gap_s` is the longest gap of missing envelope that an event survives (noted as `gap`); it
+    may not exceed `merge_gap_s`, since the merge rule already joins activity that far apart and so
+    nothing a shorter gap hides could have ended the event. `weak_mvc_percent`: with an MVC
+    calibration, a cramp weaker than this (mean envelope in % of MVC) has low confidence.
     """
 
     on_factor: float = 3.0

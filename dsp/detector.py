@@ -7,6 +7,19 @@ becomes a cramp once it has been *tonic* for the cramp duration: no dip of the e
 as walking dips at every stride and so never becomes a cramp however long it lasts. Everything else
 of at least `movement_min_s` is a movement. The floor learns only from quiet ticks.
 
+Hops that are not measurements (NaN: too many samples missing) are neither above nor below a
+threshold; time goes on over them. A *short* gap, up to `max_gap_s` (2 s, the merge rule's span),
+keeps an event open and is noted on it (`gap`): activity that resumes within 2 s is one event anyway,
+so nothing a shorter gap hides could have ended it, and a cramp, a contraction lasting seconds to
+minutes, does not stop and start again within a second or two. A longer gap ends the event where the
+gap began (`signal_lost`). With no event open, a gap that could hold a whole movement
+(`movement_min_s`) is signal lost. An event never ends later than its last measured active hop, so
+a gap cannot lengthen it into a cramp.
+
+Nothing is detected before the floor is known: the warm-up ticks are judged once it is, and the
+ticks since the start are judged again if the recording turns out to have started inside an event
+(see `_judge_start`).
+
 Quiet ticks take a vectorized fast path; only ticks with activity are walked hop by hop.
 """
 
@@ -261,7 +274,8 @@ class ChannelDetector:
 
     def _rerun_from_start(self, next_hop: int, floor_uv: float, *, revised: bool) -> None:
         """Judge the kept ticks again with `floor_uv` as the starting floor, report what that
-        finds that was not reported yet, and carry on from its state."""
+        finds that was not reported yet, and carry on from its state (what was reported with the
+        old floor stays reported; a cramp announced then is closed, saying why)."""
         assert self._history is not None
         rerun = ChannelDetector(
             self.config,
