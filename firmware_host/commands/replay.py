@@ -139,7 +139,17 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vref", type=float, default=3.3, help="ADC full-scale volts for counts")
     parser.add_argument("--gain", type=float, default=1.0, help="front-end gain before the ADC")
     parser.add_argument(
-        "--floor-uv", type=float, help="known resting floor (e.g. from calibration)"
+        "--floor-uv",
+        type=float,
+        metavar="UV",
+        help="the resting floor in uV, when it is known: detection uses it from the first sample "
+        "and holds it all through instead of learning one from quiet (see --learn-floor)",
+    )
+    parser.add_argument(
+        "--learn-floor",
+        action="store_true",
+        help="with --floor-uv: start with it, then learn the floor from quiet as usual (it then "
+        "follows slow changes of the resting level)",
     )
     parser.add_argument(
         "--calibration",
@@ -183,11 +193,24 @@ def pipeline_config(
         filter=FilterConfig(notch_hz=notch),
         detector=DetectorConfig(
             initial_floor_uv=args.floor_uv,
+            learn_floor=_learn_floor(args),
             on_mvc_percent=args.mvc_percent[0] if args.mvc_percent else None,
             off_mvc_percent=args.mvc_percent[1] if args.mvc_percent else None,
         ),
         calibration=_calibration_for(args, channels),
     )
+
+
+def _learn_floor(args: argparse.Namespace) -> bool:
+    """Is the floor learned? Always, unless --floor-uv holds one (without --learn-floor)."""
+    learn = bool(getattr(args, "learn_floor", False))
+    if args.floor_uv is None:
+        if learn:
+            raise ConfigError(
+                "--learn-floor goes with --floor-uv (without a given floor it is always learned)"
+            )
+        return True
+    return learn
 
 
 def _calibration_for(
