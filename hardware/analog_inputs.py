@@ -8,6 +8,8 @@ values at any time a converter samples, moving forward only and holding a bounde
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +37,18 @@ class SignalPlayer:
         self.exhausted = False
 
     @classmethod
-    def from_synthetic(cls, plan: object, seed: int, block: int = 8192) -> SignalPlayer:
+    def from_synthetic(
+        cls, plan: object, seed: int, block: int = 8192, prefetch: int = 0
+    ) -> SignalPlayer:
+        """A synthetic night; with `prefetch`, that many blocks are made ahead on a thread of
+        their own (a converter paced in real time must not wait while the signal is made)."""
         from hardware.synthetic_emg import SyntheticEMG
 
         emg = SyntheticEMG(plan, seed=seed)  # type: ignore[arg-type]
-        return cls(emg.blocks(block), plan.fs, plan.channels)  # type: ignore[attr-defined]
+        blocks = emg.blocks(block)
+        if prefetch:
+            blocks = prefetched(blocks, prefetch)
+        return cls(blocks, plan.fs, plan.channels)  # type: ignore[attr-defined]
 
     @classmethod
     def from_file(
@@ -50,8 +59,10 @@ class SignalPlayer:
         channels: Sequence[str | int] | None = None,
         units: str | None = None,
         block: int = 8192,
+        prefetch: int = 0,
     ) -> SignalPlayer:
-        """Play a recording; its values must be in uV, mV or V (counts have no electrode scale)."""
+        """Play a recording; its values must be in uV, mV or V (counts have no electrode scale).
+        `prefetch`: as for `from_synthetic`."""
         from hardware.recordings import RecordingError, open_recording
 
         recording = open_recording(path, fs=fs, channels=channels, units=units)
@@ -63,7 +74,14 @@ class SignalPlayer:
                 f"'{path}' is in {unit}; a simulated chip needs the electrode signal in uV, mV "
                 "or V (pass --units if the file does not say)"
             )
-        return cls(recording.blocks(block), info.fs, info.channels, _TO_MICROVOLTS[unit])
+        blocks = recording.blocks(block)
+        if prefetch:
+            blocks = prefetched(blocks, prefetch)
+        return cls(blocks, info.fs, info.channels, _TO_MICROVOLTS[unit])
+
+    def preload(self) -> None:
+        """Have the first block ready (before a converter starts sampling in real time)."""
+        self._load_until(0)
 
     def ended(self, t: float) -> bool:
         """Has the signal run out by time t?"""
@@ -91,6 +109,42 @@ class SignalPlayer:
                 return
             self._buffer.append((self._loaded, np.asarray(block, dtype=np.float64)))
             self._loaded += len(block)
+
+
+def prefetched(blocks: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
+    """The same blocks, made up to `depth` ahead by a thread of their own. (It keeps the priority
+    of the thread that starts it: one of lower priority could be preempted while it holds the
+    interpreter, and keep a real-time acquisition thread waiting.) An error in making them is
+    raised where the block it concerns is taken."""
+    ready: queue.Queue[tuple[np.ndarray | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        ready.put((block, None), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((None, None))
+        except BaseException as error:
+            ready.put((None, error))
+
+    threading.Thread(target=make, name="signal-prefetch", daemon=True).start()
+    try:
+        while True:
+            block, error = ready.get()
+            if error is not None:
+                raise error
+            if block is None:
+                return
+            yield block
+    finally:
+        stop.set()
 
 
 @dataclass(frozen=True)
