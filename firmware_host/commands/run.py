@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _stop_on_signals(daemon.stop):
             daemon.run()
+        _log_summary(daemon)
     except (
         ConfigError,
         CalibrationFileError,
@@ -125,20 +126,24 @@ def run(args: argparse.Namespace) -> int:
     finally:
         log_coalescing.flush_all()
         logging.getLogger().removeHandler(handler)
+    return 0
+
+
+def _log_summary(daemon: Daemon) -> None:
+    """The run's totals, as log lines (with time and level like every other)."""
     if daemon.summary is not None:
-        print(daemon.summary.format_text(), file=sys.stderr)
+        for line in daemon.summary.format_text().splitlines():
+            log.info("%s", line)
     s = daemon.stats
     if s:
         lost = s["missed_slots"] + s["dropped_frames"]
         kept = 100.0 * (1 - lost / max(1, s["frames"] + s["dropped_frames"]))
-        print(
-            f"acquisition: {s['frames']} frames, {s['missing_frames']} missing "
-            f"({s['missed_slots']} slots the host was late for, {s['dropped_frames']} dropped: "
-            f"{kept:.2f} % of slots kept), {s['bus_errors']} bus errors "
-            f"({s['retries']} retried), {s['overruns']} overruns",
-            file=sys.stderr,
-        )
-    return 0
+        log.info(
+            "acquisition: %d frames, %d missing (%d slots the host was late for, %d dropped: "
+            "%.2f %% of slots kept), %d bus errors (%d retried), %d overruns",
+            s["frames"], s["missing_frames"], s["missed_slots"], s["dropped_frames"], kept,
+            s["bus_errors"], s["retries"], s["overruns"],
+        )  # fmt: skip
 
 
 def _configure_logging(level: str) -> logging.Handler:
