@@ -20,6 +20,7 @@ import logging
 import math
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -64,7 +65,13 @@ class SampleBlock:
 
 @dataclass
 class AcquisitionStats:
-    """Counters a source keeps while it runs (read them any time)."""
+    """Counters a source keeps while it runs (read them any time).
+
+    `frames`: rows (slots) the converter loop produced; `missing_frames`: those with a missing
+    value; `missed_slots`: those the host was too late for (part of `missing_frames`);
+    `dropped_frames`: rows with values that the reader lost for being too slow (they reach it as
+    missing rows too). Slots kept: `frames - missed_slots - dropped_frames`. `loop_cpu_us`: CPU
+    time the converter loop's thread has used (what the frames cost the host)."""
 
     frames: int = 0
     missing_frames: int = 0
@@ -73,6 +80,7 @@ class AcquisitionStats:
     retries: int = 0
     overruns: int = 0
     dropped_frames: int = 0
+    loop_cpu_us: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -277,6 +285,7 @@ class ThreadedSource(AcquisitionSource):
         times: list[float] = []
         nan_row = np.full(len(self.channels), np.nan)
         block_t0 = 0.0
+        cpu0 = time.thread_time()
         try:
             self._begin()
             while not self._stop.is_set():
@@ -294,9 +303,11 @@ class ThreadedSource(AcquisitionSource):
                 if len(rows) >= self.block_frames or (
                     self.max_block_s is not None and frame.t - block_t0 >= self.max_block_s
                 ):
+                    self.stats.loop_cpu_us = int((time.thread_time() - cpu0) * 1e6)
                     deliver(self._block(rows, times))
                     rows, times = [], []
         finally:
+            self.stats.loop_cpu_us = int((time.thread_time() - cpu0) * 1e6)
             if rows:
                 deliver(self._block(rows, times))
 
@@ -360,7 +371,7 @@ class ThreadedSource(AcquisitionSource):
             self._queue.put_nowait(block)
         except queue.Full:
             self.stats.overruns += 1
-            self.stats.dropped_frames += block.n
+            self.stats.dropped_frames += block.n - block.missing
             log.warning(
                 "the reader fell behind the converter: %d frames dropped (they become a gap)",
                 block.n,

@@ -11,7 +11,7 @@ and tells the child its name; `start()` lets it run; `read_block()` returns the 
 (NaN where missing, each row's conversion time, gaps where rows were dropped).
 
 - Ring: `hardware.sample_ring.SampleRing`, `ring_s` seconds of frames at the nominal rate (60 s:
-  1.9 MB at 1 kHz x 2 channels). Each row is written when its conversion is done; blocks are
+  1.9 MB at 1 kHz x 2 channels; times the speed of a sped-up simulation, at most 64 MB). Each row is written when its conversion is done; blocks are
   published at least every `publish_s` of clock time (20 ms).
 - Overrun (the reader `ring_s` behind, on a real-time clock): the rows that do not fit are not
   written. Their slots become a gap the reader sees, counted as `overruns` / `dropped_frames`
@@ -80,6 +80,7 @@ PUBLISH_S = 0.02
 VIRTUAL_BLOCK_FRAMES = 2048
 MAX_READ_ROWS = 16384
 MIN_RING_ROWS = 4096
+MAX_RING_BYTES = 64 << 20
 _PR_SET_PDEATHSIG, _PR_SET_TIMERSLACK = 1, 29
 
 
@@ -313,10 +314,17 @@ class ProcessSource(AcquisitionSource):
         self.units = str(ready["units"])
         self.rate = RateEstimator(self.nominal_fs)
         self.report.priority = str(ready["priority"])
-        capacity = max(MIN_RING_ROWS, math.ceil(self._ring_s * self.nominal_fs))
-        self._ring = SampleRing.create(len(self.channels), capacity)
-        self._tell(RING + f"{self._ring.name} {capacity}\n".encode())
+        self._ring = SampleRing.create(len(self.channels), self._capacity())
+        self._tell(RING + f"{self._ring.name} {self._ring.capacity}\n".encode())
         log.debug("acquisition process %s: %s", self.report.pid, self.report.priority)
+
+    def _capacity(self) -> int:
+        """Rows for `ring_s` seconds of real time (a simulation sped up makes more rows per
+        second), within [MIN_RING_ROWS, MAX_RING_BYTES]."""
+        speed = float(getattr(self.clock, "speed", 1.0))
+        rows = math.ceil(self._ring_s * self.nominal_fs * max(1.0, speed))
+        most = MAX_RING_BYTES // SampleRing.nbytes(len(self.channels), 1)
+        return max(MIN_RING_ROWS, min(rows, most))
 
     def _pump(self, timeout: float | None) -> None:
         """Wait up to `timeout` for messages from the child and handle them."""
@@ -506,9 +514,11 @@ class _RingWriter:
         if written < block.n:
             stats = self.source.stats
             stats.overruns += 1
-            stats.dropped_frames += block.n - written
+            lost = block.samples[written:]
+            stats.dropped_frames += int((~np.isnan(lost).any(axis=1)).sum())
             log.warning(
-                "the daemon fell %.0f s behind the acquisition: %d frames dropped (a gap)",
+                "the daemon fell %.0f s of signal behind the acquisition: %d frames dropped "
+                "(a gap)",
                 self.ring.capacity / max(self.source.nominal_fs, 1e-9),
                 block.n - written,
                 extra=repeated("acquisition ring full"),

@@ -83,6 +83,11 @@ class SignalPlayer:
         """Have the first block ready (before a converter starts sampling in real time)."""
         self._load_until(0)
 
+    @property
+    def duration_s(self) -> float | None:
+        """The signal's length, once it has all been read (else None)."""
+        return self._loaded / self.fs if self.exhausted else None
+
     def ended(self, t: float) -> bool:
         """Has the signal run out by time t?"""
         self._load_until(int(t * self.fs + 1e-9))
@@ -188,6 +193,13 @@ class AnalogInputs:
 
     def ended(self, t: float) -> bool:
         return self.player.ended(self._signal_time(t))
+
+    def end_time(self) -> float | None:
+        """The clock time at which the signal ends, once that is known."""
+        duration = self.player.duration_s
+        if duration is None:
+            return None
+        return (self._origin or 0.0) + duration if self.start_at_first_sample else duration
 
     def volts(self, t: float) -> np.ndarray:
         """Volts on every input at clock time t."""

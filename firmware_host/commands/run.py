@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _stop_on_signals(daemon.stop):
             daemon.run()
+        log_coalescing.flush_all()
         _log_summary(daemon)
     except (
         ConfigError,
@@ -137,12 +138,12 @@ def _log_summary(daemon: Daemon) -> None:
     s = daemon.stats
     if s:
         lost = s["missed_slots"] + s["dropped_frames"]
-        kept = 100.0 * (1 - lost / max(1, s["frames"] + s["dropped_frames"]))
+        kept = 100.0 * (1 - lost / max(1, s["frames"]))
         log.info(
-            "acquisition: %d frames, %d missing (%d slots the host was late for, %d dropped: "
-            "%.2f %% of slots kept), %d bus errors (%d retried), %d overruns",
-            s["frames"], s["missing_frames"], s["missed_slots"], s["dropped_frames"], kept,
-            s["bus_errors"], s["retries"], s["overruns"],
+            "acquisition: %d frames, %d missing (%d slots the host was late for, %d dropped "
+            "for a slow reader: %.2f %% of slots kept), %d bus errors (%d retried)",
+            s["frames"], s["missing_frames"] + s["dropped_frames"], s["missed_slots"],
+            s["dropped_frames"], kept, s["bus_errors"], s["retries"],
         )  # fmt: skip
 
 

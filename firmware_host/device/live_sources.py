@@ -295,6 +295,7 @@ def _mcp3008(spec: SimSpec, player: SignalPlayer, clock: Clock) -> MCP3008Source
         fs=spec.rate or 1000.0,
         clock=clock,
         is_finished=lambda: spi.finished,
+        finished_at=spi.finished_at,
     )
 
 
@@ -425,11 +426,12 @@ def build_ads1115(
 
 class SlotKeeping:
     """How many of the converter's slots the host keeps (not missed for being late, not dropped
-    for want of a reader), over the last `window_s` real seconds.
+    for want of a reader), over the last `window_s` seconds.
 
     Below `target`, it says so once, plainly (for a simulation: the speed asked for, the share
     kept, the fastest speed this computer is measured to manage, and `--speed 0`), then once per
-    `summary_s` while slots are still being lost, and once when they no longer are."""
+    `summary_s` of real time while slots are still being lost, and once when they no longer are.
+    A run too short for a whole window is judged as a whole at its end."""
 
     def __init__(
         self,
@@ -445,26 +447,28 @@ class SlotKeeping:
         self.target, self.window_s, self.summary_s = target, window_s, summary_s
         self.clock = clock
         self._points: deque[tuple[float, int, int, float | None]] = deque()
+        self._first: tuple[float, int, int, float | None] | None = None
         self._warned = False
         self._summary_from: tuple[float, int, int] | None = None
         self._quiet = False
 
-    def check(self) -> None:
-        now = self.clock()
+    def _look(self) -> tuple[float, int, int, float | None]:
         stats = self.source.stats
         lost = stats.missed_slots + stats.dropped_frames
-        due = stats.frames + stats.dropped_frames
-        self._points.append((now, due, lost, self.source.cpu_s()))
+        point = (self.clock(), stats.frames, lost, stats.loop_cpu_us / 1e6)
+        if self._first is None:
+            self._first = point
+        return point
+
+    def check(self) -> None:
+        now, due, lost, _ = point = self._look()
+        self._points.append(point)
         while len(self._points) > 2 and now - self._points[1][0] >= self.window_s:
             self._points.popleft()
-        t0, due0, lost0, _ = self._points[0]
         if not self._warned:
-            if now - t0 >= self.window_s and due > due0:
-                kept = 1.0 - (lost - lost0) / (due - due0)
-                if kept < self.target:
-                    self._warn(kept)
-                    self._warned = True
-                    self._summary_from = (now, due, lost)
+            t0, due0, lost0, _ = self._points[0]
+            if now - t0 >= self.window_s and due - due0 >= self.source.nominal_fs:
+                self._judge(due - due0, lost - lost0)
             return
         assert self._summary_from is not None
         since, due_s, lost_s = self._summary_from
@@ -473,39 +477,51 @@ class SlotKeeping:
             self._summary_from = (now, due, lost)
 
     def finish(self) -> None:
-        """At the end of the run: the last summary, if slots were lost since the last one."""
-        if self._warned and self._summary_from is not None:
-            since, due_s, lost_s = self._summary_from
-            stats = self.source.stats
-            lost, due = (
-                stats.missed_slots + stats.dropped_frames,
-                stats.frames + stats.dropped_frames,
-            )
-            if lost > lost_s:
-                self._summary(self.clock() - since, due - due_s, lost - lost_s, due, lost)
+        """At the end of the run: judged as a whole if it never filled a window; else the last
+        summary, if slots were lost since the one before."""
+        now, due, lost, _ = point = self._look()
+        if not self._warned:
+            assert self._first is not None
+            _, due0, lost0, _ = self._first
+            if due - due0 >= self.source.nominal_fs:  # at least a second of slots
+                self._points = deque([self._first, point])
+                self._judge(due - due0, lost - lost0)
+            return
+        assert self._summary_from is not None
+        since, due_s, lost_s = self._summary_from
+        if lost > lost_s:
+            self._summary(now - since, due - due_s, lost - lost_s, due, lost)
 
-    def _warn(self, kept: float) -> None:
+    def _judge(self, due: int, lost: int) -> None:
+        kept = 1.0 - lost / due
+        if kept < self.target:
+            self._warn(kept, due / self.source.nominal_fs)
+            self._warned = True
+            now, due_all, lost_all, _ = self._points[-1]
+            self._summary_from = (now, due_all, lost_all)
+
+    def _warn(self, kept: float, span_s: float) -> None:
         if self.speed is None:
             log.warning(
                 "the host keeps only %.1f %% of the converter's slots (over the last %.0f s): "
                 "the rest are gaps. Something else is using the CPU; see `top`.",
                 100 * kept,
-                self.window_s,
+                span_s,
             )
             return
         fastest = self._fastest_speed()
         manages = (
             f"This computer manages about --speed {fastest:g}"
             if fastest >= 1
-            else "This computer cannot keep up even at real time"
+            else "This computer manages real time (--speed 1) at most"
         )
         log.warning(
             "--speed %g is too fast for this computer: it kept only %.1f %% of the simulated "
-            "converter's slots over the last %.0f s (the rest are gaps, reported as signal lost). "
-            "%s; --speed 0 runs as fast as it can and keeps every sample.",
+            "converter's slots over %.0f s of signal (the rest are gaps, reported as signal "
+            "lost). %s; --speed 0 runs as fast as it can and keeps every sample.",
             self.speed,
             100 * kept,
-            self.window_s,
+            span_s,
             manages,
         )
 
@@ -526,18 +542,21 @@ class SlotKeeping:
         )
 
     def _fastest_speed(self) -> float:
-        """From the acquisition process's measured CPU time per frame (half of a core kept for
-        waking on time), and never above what was reached; rounded down to 1, 2, 5 x 10^k."""
-        assert self.speed is not None
-        _, due0, lost0, cpu0 = self._points[0]
+        """From the converter loop's measured CPU time per frame, a quarter of a core's worth
+        (the rest of the time is for waking on time and for the rest of the computer); when the
+        host kept at least half of the slots, also no more than the speed it reached. Rounded
+        down to 1, 2, 5 x 10^k."""
+        assert self.speed is not None and self._first is not None
+        _, due0, lost0, _ = self._points[0]
         _, due1, lost1, cpu1 = self._points[-1]
-        kept = (due1 - due0) - (lost1 - lost0)
-        reached = self.speed * kept / max(due1 - due0, 1)
-        estimate = reached
-        if cpu0 is not None and cpu1 is not None and kept > 0 and cpu1 > cpu0:
-            frames_per_cpu_s = kept / (cpu1 - cpu0)
-            estimate = min(reached, 0.5 * frames_per_cpu_s / self.source.nominal_fs)
-        return _round_down(estimate)
+        share = 1 - (lost1 - lost0) / max(due1 - due0, 1)  # over the window
+        estimates = [self.speed * share] if share >= 0.5 else []
+        _, due_first, lost_first, cpu_first = self._first  # CPU: over the whole run so far
+        kept = (due1 - due_first) - (lost1 - lost_first)
+        if cpu1 is not None and cpu_first is not None and kept > 0 and cpu1 > cpu_first:
+            frames_per_cpu_s = kept / (cpu1 - cpu_first)
+            estimates.append(0.25 * frames_per_cpu_s / self.source.nominal_fs)
+        return _round_down(min(estimates)) if estimates else 0.0
 
 
 def _round_down(value: float) -> float:
