@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import pytest
 
 from firmware_host.calibration_file import load_calibration
 from firmware_host.cli import main
+from firmware_host.device.live_sources import SlotKeeping
+from hardware.acquisition import AcquisitionStats
 from hardware.synthetic_emg import SyntheticEMG, scenario
 
 
@@ -350,3 +354,77 @@ def test_marker_presses_are_written_beside_the_events_and_the_led_follows_cramps
         assert panel.led.state == "ok"
     (record,) = markers
     assert record["type"] == "marker" and record["at_s"] == pytest.approx(12.5, abs=0.01)
+
+
+class FakeProcessSource:
+    """What SlotKeeping reads of a source: counters and the nominal rate."""
+
+    def __init__(self) -> None:
+        self.stats = AcquisitionStats()
+        self.nominal_fs = 1000.0
+
+    def run(self, seconds: float, share_kept: float, speed: float, cpu_per_frame_s: float) -> None:
+        due = round(seconds * self.nominal_fs * speed)
+        kept = round(due * share_kept)
+        self.stats.frames += due
+        self.stats.missed_slots += due - kept
+        self.stats.missing_frames += due - kept
+        self.stats.loop_cpu_us += round(kept * cpu_per_frame_s * 1e6)
+
+
+def test_a_host_that_cannot_keep_up_is_told_once_then_summarised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """--speed 10 with 60 % of slots kept and 0.1 ms of CPU per frame: one warning after a few
+    seconds (the speed, the share, the fastest speed measured to work, --speed 0), then one
+    summary a minute, then a word when every slot is kept again."""
+    caplog.set_level(logging.INFO, logger="crampwatch")
+    source, now = FakeProcessSource(), [0.0]
+    keeping = SlotKeeping(source, speed=10.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    for _ in range(260):  # 130 s in half-second blocks
+        now[0] += 0.5
+        source.run(0.5, 0.6, 10.0, 1e-4)
+        keeping.check()
+    for _ in range(300):  # keeping up again
+        now[0] += 0.5
+        source.run(0.5, 1.0, 10.0, 1e-4)
+        keeping.check()
+    keeping.finish()
+    lines = [r.getMessage() for r in caplog.records]
+    warnings = [line for line in lines if "too fast" in line]
+    assert warnings == [
+        "--speed 10 is too fast for this computer: it kept only 60.0 % of the simulated "
+        "converter's slots over 50 s of signal (the rest are gaps, reported as signal lost). "
+        "This computer manages about --speed 2; --speed 0 runs as fast as it can and keeps "
+        "every sample."
+    ]  # 0.25 / (0.1 ms x 1000 frames/s) = 2.5, and it reached 6
+    summaries = [line for line in lines if line.startswith("acquisition: kept")]
+    assert len(summaries) == 3 and "kept 60.0 % of slots in the last 60 s" in summaries[0]
+    assert lines[-1] == "acquisition: every slot kept in the last 60 s"
+
+
+def test_a_host_that_keeps_up_is_not_warned(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="crampwatch")
+    source, now = FakeProcessSource(), [0.0]
+    keeping = SlotKeeping(source, speed=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    for _ in range(100):
+        now[0] += 0.5
+        source.run(0.5, 0.995, 1.0, 1e-4)
+        keeping.check()
+    keeping.finish()
+    assert not caplog.records
+
+
+@pytest.mark.slow
+def test_a_speed_no_computer_keeps_up_with_is_said_plainly_once(
+    recording: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The issue's case: a recording played at --speed 1000 through the simulated MCP3008.
+    Every line of the log has its time and level; the speed is named once, with what to do."""
+    assert run_sim(recording, tmp_path / "run.jsonl", "--speed", "1000") == 0
+    err = capsys.readouterr().err.splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR) ", line) for line in err), err
+    (warning,) = [line for line in err if "too fast" in line]
+    assert "--speed 1000 is too fast" in warning and "--speed 0" in warning
+    assert re.search(r"kept only \d+\.\d %", warning) and "manages" in warning
+    assert len([line for line in err if "signal lost at" in line]) <= 2  # coalesced per channel

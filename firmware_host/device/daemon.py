@@ -133,7 +133,7 @@ class Daemon:
             stack.enter_context(live.source)
             live.source.start()
             config, arrays = live.configure(args)
-            self.anchor = WallAnchor(self.wall_clock, first_sample=live.first_sample_monotonic)
+            self.anchor = WallAnchor(self.wall_clock, first_sample_age_s=live.first_sample_age_s())
             started = self.anchor.start
             pipeline = Pipeline(
                 config, source_id=f"{args.device}-{started.isoformat()}", session_start=started

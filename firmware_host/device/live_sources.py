@@ -142,6 +142,12 @@ class Live:
         arrays = contiguous(_chain(first, blocks), len(self.source.channels))
         return self.config, arrays
 
+    def first_sample_age_s(self) -> float:
+        """How long ago (real seconds) the first sample was taken."""
+        if self.first_sample_monotonic is None:
+            return 0.0
+        return max(0.0, time.monotonic() - self.first_sample_monotonic)
+
     def _watched(self, blocks: Iterator[SampleBlock]) -> Iterator[SampleBlock]:
         """The blocks, with the host's slot keeping watched (converters only)."""
         if not isinstance(self.source, ProcessSource):

@@ -57,13 +57,13 @@ class Correction:
 class WallAnchor:
     """Wall time of the session's sample offsets; see the module doc.
 
-    `first_sample`: the monotonic time of the session's first sample (default: now)."""
+    `first_sample_age_s`: how long ago the session's first sample was taken (0: now)."""
 
     def __init__(
         self,
         clock: SystemTime | None = None,
         *,
-        first_sample: float | None = None,
+        first_sample_age_s: float = 0.0,
         step_s: float = STEP_S,
         plausible_from: datetime = PLAUSIBLE_FROM,
     ) -> None:
@@ -71,7 +71,7 @@ class WallAnchor:
         self.step_s = step_s
         self.plausible_from = plausible_from
         now = self.clock.monotonic()
-        self.first_sample = now if first_sample is None else first_sample
+        self.first_sample = now - max(0.0, first_sample_age_s)
         self._offset = self.clock.time() - now  # wall = monotonic + offset
         self.corrections: list[Correction] = []
         self.plausible = self._plausible(self.start)
