@@ -633,6 +633,7 @@ def _acquire(source: ThreadedSource, ring: SampleRing, out: _ToParent, started: 
     else:
         source.block_frames = min(VIRTUAL_BLOCK_FRAMES, ring.capacity // 4)
     writer = _RingWriter(ring, out, source)
+    acquiring = (time.monotonic(), sum(os.times()[:2]))
     try:
         source.run(writer.deliver)
     except BaseException as error:
@@ -640,7 +641,12 @@ def _acquire(source: ThreadedSource, ring: SampleRing, out: _ToParent, started: 
         out.must(FAILED, _failure_message(error, ring.written, source, started, out))
         return
     ring.put_stats(source.stats)
-    out.must(END, _final_message(ring, source, started, out))
+    final = _final_message(ring, source, started, out)
+    final["extra"].update(
+        acquire_wall_s=time.monotonic() - acquiring[0],
+        acquire_cpu_s=sum(os.times()[:2]) - acquiring[1],
+    )
+    out.must(END, final)
 
 
 def _final_message(

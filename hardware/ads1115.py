@@ -434,7 +434,9 @@ class _ReadyLine:
             while not (self.count >= min_count and self.last_t >= not_before):
                 if ending():
                     return None
-                slice_s = min(0.005, self.period / 4)
+                # Real time: every pulse wakes the wait, so only `ending()` needs a look now and
+                # then. Virtual time: the sleep must not pass a pulse by far.
+                slice_s = 0.005 if real_time else min(0.005, self.period / 4)
                 if deadline is not None:
                     remaining = deadline - self._clock.monotonic()
                     if remaining <= 0:

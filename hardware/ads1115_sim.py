@@ -104,6 +104,14 @@ def _fields(config: int) -> tuple[int, int, int, int]:
     )
 
 
+def _forget_states(pin: object, keep: int = 1000) -> None:
+    """A gpiozero MockPin logs every change (`states`): all night at 860 SPS that is millions
+    of objects, and garbage collection that stalls. Keep only the recent ones."""
+    states = getattr(pin, "states", None)
+    if states is not None and len(states) > keep:
+        pin.clear_states()  # type: ignore[attr-defined]
+
+
 def quantise(volts: float, pga: int) -> int:
     """Volts -> signed code for PGA code `pga`, rounded to nearest and clipped to full scale."""
     if not math.isfinite(volts):
@@ -376,6 +384,7 @@ class SimulatedADS1115Bus(ClosedOnExit):
         if continuous:
             release()
         self.stats.ready_pulses += 1
+        _forget_states(pin)
         return True
 
     def _release_ready(self) -> None:

@@ -7,9 +7,10 @@ value reached the row of its own conversion.
 
 - `InstantMCP3008SPI`: transfer k (counting from 0) answers code `mcp3008_code(k)` whatever it
   asked for. A frame of n channels is n consecutive transfers.
-- `InstantADS1115Bus`: conversion k ends at `t0 + k / rate` on the clock; a thread raises the
-  RDY pin (a gpiozero mock pin) for each, as the chip's ALERT/RDY line would, late conversions in
-  a burst. The conversion register holds `ads1115_code(k)` of the latest; config reads say idle.
+- `InstantADS1115Bus`: from the first config write (t0), conversion k ends at `t0 + (k + 1) /
+  rate` on the clock; a thread pulses the RDY pin (a gpiozero mock pin) for each, as the chip's
+  ALERT/RDY line would, late ones in a burst. The conversion register holds `ads1115_code(k)` of
+  the latest; config reads say idle.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class InstantMCP3008SPI:
 class InstantADS1115Bus:
     """An smbus2 stand-in for an ADS1115 converting continuously at `rate`; see the module doc.
 
-    `ready_pin`: the mock pin the driver's RDY input is on. `until`: clock time after which no
-    more conversions come (`finished` is then set)."""
+    `ready_pin`: the mock pin the driver's RDY input is on. `duration_s`: after that long (from
+    the first conversion's start) no more conversions come, and `finished` is set."""
 
     def __init__(
         self,
@@ -62,12 +63,12 @@ class InstantADS1115Bus:
         rate: float,
         *,
         clock: Clock | None = None,
-        until: float | None = None,
+        duration_s: float | None = None,
     ) -> None:
         self.ready_pin = ready_pin
         self.rate = float(rate)
         self.clock = clock or SystemClock()
-        self.until = until
+        self.duration_s = duration_s
         self.conversions = 0
         self.finished = threading.Event()
         self._halt = threading.Event()
@@ -97,7 +98,7 @@ class InstantADS1115Bus:
         k = 0
         while not self._halt.is_set():
             due = t0 + (k + 1) / self.rate
-            if self.until is not None and due > self.until:
+            if self.duration_s is not None and due > t0 + self.duration_s:
                 self.finished.set()
                 return
             wait = due - self.clock.monotonic()
@@ -107,4 +108,6 @@ class InstantADS1115Bus:
             self.conversions = k + 1
             self.ready_pin.drive_low()  # type: ignore[attr-defined]
             self.ready_pin.drive_high()  # type: ignore[attr-defined]
+            if len(self.ready_pin.states) > 1000:  # type: ignore[attr-defined]
+                self.ready_pin.clear_states()  # type: ignore[attr-defined]  (a mock pin's log)
             k += 1
