@@ -320,8 +320,11 @@ class MCP3008Source(ThreadedSource):
             return None
         self._signal_over = True
         end = self._finished_at() if self._finished_at is not None else None
-        last = self._running_at if end is None else end - 1e-9  # a slot at the end is after it
-        missed = int((last - self.t_start) * self.nominal_fs + 1e-6) - self._slot + 1
+        if end is None:  # slots up to the last time the signal was seen running
+            due = math.floor((self._running_at - self.t_start) * self.nominal_fs + 1e-6) + 1
+        else:  # slots before the end
+            due = math.ceil((end - self.t_start) * self.nominal_fs - 1e-6)
+        missed = due - self._slot
         if missed <= 0:
             return None
         self._slot += missed
