@@ -343,7 +343,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         acq = r["acquisition"]
-        frames = f"{acq['frames']} ({acq['missing_frames']}, {acq['dropped_frames']})" if acq else "—"
+        frames = (
+            f"{acq['frames']} ({acq['missing_frames']}, {acq['dropped_frames']})" if acq else "—"
+        )
         mqtt = r.get("mqtt_received", {}).get("messages", "—")
         lines.append(
             f"| {r['key']} | {r['label']} | {r['cpu_s']:.1f} | **{_pct(r['cpu_share'])}** "

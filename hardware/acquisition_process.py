@@ -145,6 +145,7 @@ class ProcessSource(AcquisitionSource):
         self._child_gone = False
         self._ended = False
         self._runs: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()
+        self._next_index = 0  # index after the last row given out
         self._ring: SampleRing | None = None
         self._t_last = 0.0
 
@@ -194,7 +195,7 @@ class ProcessSource(AcquisitionSource):
             if self._runs or self._announced > self._require_ring().consumed:
                 return self._next_block()
             if self._final is not None or self._child_gone:
-                return self._end()
+                return self._dropped_tail() or self._end()
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"no samples from the acquisition process in {timeout} s")
@@ -261,6 +262,7 @@ class ProcessSource(AcquisitionSource):
                 self._runs.append((index[lo:hi], times[lo:hi], samples[lo:hi]))
             self.stats = ring.stats()
         index, times, samples = self._runs.popleft()
+        self._next_index = int(index[-1]) + 1
         timed = np.flatnonzero(np.isfinite(times))
         t_first = float(times[timed[0]]) if len(timed) else self._t_last
         if len(timed):
@@ -269,6 +271,24 @@ class ProcessSource(AcquisitionSource):
             self.rate.add(int(index[timed[-1]]), self._t_last)
             self._follow_clock(self._t_last)
         return SampleBlock(samples, int(index[0]), t_first, self._t_last, self.rate.fs, times)
+
+    def _dropped_tail(self) -> SampleBlock | None:
+        """Rows dropped at the very end (no later row shows their gap): NaN rows, once."""
+        stats = (self._final or {}).get("stats")
+        frames = stats.frames if stats is not None else self._next_index
+        if frames <= self._next_index:
+            return None
+        n, first = frames - self._next_index, self._next_index
+        self._next_index = frames
+        self.stats = stats
+        return SampleBlock(
+            np.full((n, len(self.channels)), np.nan),
+            first,
+            self._t_last,
+            self._t_last,
+            self.rate.fs,
+            np.full(n, np.nan),
+        )
 
     def _follow_clock(self, t: float) -> None:
         if not is_real_time(self.clock):
