@@ -8,11 +8,16 @@ values at any time a converter samples, moving forward only and holding a bounde
 
 from __future__ import annotations
 
-import queue
-import threading
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +43,16 @@ class SignalPlayer:
 
     @classmethod
     def from_synthetic(
-        cls, plan: object, seed: int, block: int = 8192, prefetch: int = 0
+        cls, plan: object, seed: int, block: int = 8192, apart: bool = False
     ) -> SignalPlayer:
-        """A synthetic night; with `prefetch`, that many blocks are made ahead on a thread of
-        their own (a converter paced in real time must not wait while the signal is made)."""
-        from hardware.synthetic_emg import SyntheticEMG
-
-        emg = SyntheticEMG(plan, seed=seed)  # type: ignore[arg-type]
-        blocks = emg.blocks(block)
-        if prefetch:
-            blocks = prefetched(blocks, prefetch)
+        """A synthetic night. With `apart`, it is made in a process of its own, a block ahead:
+        a converter paced in real time must not wait while the signal is made (in this process
+        the making would hold the interpreter for tens of milliseconds at a time)."""
+        blocks = (
+            made_apart(partial(_synthetic_blocks, plan, seed, block))
+            if apart
+            else _synthetic_blocks(plan, seed, block)
+        )
         return cls(blocks, plan.fs, plan.channels)  # type: ignore[attr-defined]
 
     @classmethod
@@ -59,10 +64,10 @@ class SignalPlayer:
         channels: Sequence[str | int] | None = None,
         units: str | None = None,
         block: int = 8192,
-        prefetch: int = 0,
+        apart: bool = False,
     ) -> SignalPlayer:
         """Play a recording; its values must be in uV, mV or V (counts have no electrode scale).
-        `prefetch`: as for `from_synthetic`."""
+        `apart`: as for `from_synthetic`."""
         from hardware.recordings import RecordingError, open_recording
 
         recording = open_recording(path, fs=fs, channels=channels, units=units)
@@ -74,9 +79,11 @@ class SignalPlayer:
                 f"'{path}' is in {unit}; a simulated chip needs the electrode signal in uV, mV "
                 "or V (pass --units if the file does not say)"
             )
-        blocks = recording.blocks(block)
-        if prefetch:
-            blocks = prefetched(blocks, prefetch)
+        if apart:
+            recording.close()
+            blocks = made_apart(partial(_file_blocks, path, fs, channels, units, block))
+        else:
+            blocks = recording.blocks(block)
         return cls(blocks, info.fs, info.channels, _TO_MICROVOLTS[unit])
 
     def preload(self) -> None:
@@ -116,40 +123,68 @@ class SignalPlayer:
             self._loaded += len(block)
 
 
-def prefetched(blocks: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
-    """The same blocks, made up to `depth` ahead by a thread of their own. (It keeps the priority
-    of the thread that starts it: one of lower priority could be preempted while it holds the
-    interpreter, and keep a real-time acquisition thread waiting.) An error in making them is
-    raised where the block it concerns is taken."""
-    ready: queue.Queue[tuple[np.ndarray | None, BaseException | None]] = queue.Queue(depth)
-    stop = threading.Event()
+def _synthetic_blocks(plan: object, seed: int, block: int) -> Iterator[np.ndarray]:
+    from hardware.synthetic_emg import SyntheticEMG
 
-    def make() -> None:
-        try:
-            for block in blocks:
-                while not stop.is_set():
-                    try:
-                        ready.put((block, None), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ready.put((None, None))
-        except BaseException as error:
-            ready.put((None, error))
+    return SyntheticEMG(plan, seed=seed).blocks(block)  # type: ignore[arg-type]
 
-    threading.Thread(target=make, name="signal-prefetch", daemon=True).start()
+
+def _file_blocks(
+    path: Path,
+    fs: float | None,
+    channels: Sequence[str | int] | None,
+    units: str | None,
+    block: int,
+) -> Iterator[np.ndarray]:
+    from hardware.recordings import open_recording
+
+    with open_recording(path, fs=fs, channels=channels, units=units) as recording:
+        yield from recording.blocks(block)
+
+
+def made_apart(recipe: Callable[[], Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
+    """The blocks `recipe()` makes, made in a process of their own (one block ahead: it makes
+    the next while this one is used). An error there is raised here; the process ends with the
+    iterator, or with this process."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    maker = context.Process(
+        target=_make_blocks, args=(recipe, send, os.getpid()), name="signal-maker", daemon=True
+    )
+    maker.start()
+    send.close()
     try:
         while True:
-            block, error = ready.get()
-            if error is not None:
-                raise error
-            if block is None:
+            try:
+                message = receive.recv()
+            except EOFError:
+                raise RuntimeError("the process making the signal ended without a word") from None
+            if message is None:
                 return
-            yield block
+            if isinstance(message, BaseException):
+                raise message
+            yield message
     finally:
-        stop.set()
+        receive.close()
+        maker.join(timeout=1.0)
+        if maker.is_alive():
+            maker.terminate()
+
+
+def _make_blocks(recipe: Callable[[], Iterator[np.ndarray]], send: Connection, parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # die with the reader's process (Linux)
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))
+    if os.getppid() != parent:
+        return
+    try:
+        for block in recipe():
+            send.send(np.ascontiguousarray(block))
+        send.send(None)
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        return
+    except BaseException as error:  # told to the reader, who raises it
+        with contextlib.suppress(OSError):
+            send.send(error)
 
 
 @dataclass(frozen=True)

@@ -329,7 +329,7 @@ class MCP3008Source(ThreadedSource):
             return None
         self._slot += missed
         self.stats.missed_slots += 1  # the row below is a missed slot, not a failed read
-        return Frame(self._running_at, np.full(len(self.inputs), np.nan), missed - 1)
+        return Frame(math.nan, np.full(len(self.inputs), np.nan), missed - 1)  # no conversion
 
     def _finished(self) -> bool:
         return self._is_finished is not None and self._is_finished()

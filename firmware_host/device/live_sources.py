@@ -49,7 +49,9 @@ RATE_ESTIMATE_S = 2.0
 ADS1115_READY_PIN = 17
 ADS1115_PGA = 2.048
 SIM_VREF = 3.3
-PREFETCH = 4  # signal blocks made ahead of the simulated chip (about 8 s at 4 kHz)
+# Transfers a simulated chip remembers (for tests); few in a live run: a long log of small
+# objects makes garbage collection stall the converter loop for tens of milliseconds.
+SIM_HISTORY = 256
 REALTIME_PRIORITY = 20  # SCHED_FIFO priority a real converter's process asks for
 KEEP_TARGET = 0.99  # below this share of slots kept, the host is too slow: say so
 KEEP_WINDOW_S = 5.0  # ... measured over this many seconds
@@ -265,7 +267,7 @@ def _player(spec: SimSpec) -> SignalPlayer:
     channels = ("left_calf", "right_calf")
     if spec.signal != "synthetic":
         return SignalPlayer.from_file(
-            Path(spec.signal), fs=spec.signal_fs, units=spec.signal_units, prefetch=PREFETCH
+            Path(spec.signal), fs=spec.signal_fs, units=spec.signal_units, apart=True
         )
     if spec.calibration_script is not None:
         rest_s, mvc_s = spec.calibration_script
@@ -282,7 +284,7 @@ def _player(spec: SimSpec) -> SignalPlayer:
         plan = plan_night(
             spec.seed, duration_s=spec.hours * 3600.0, fs=SIGNAL_FS, channels=channels
         )
-    return SignalPlayer.from_synthetic(plan, seed=spec.seed, prefetch=PREFETCH)
+    return SignalPlayer.from_synthetic(plan, seed=spec.seed, apart=True)
 
 
 def _mcp3008(spec: SimSpec, player: SignalPlayer, clock: Clock) -> MCP3008Source:
@@ -290,7 +292,12 @@ def _mcp3008(spec: SimSpec, player: SignalPlayer, clock: Clock) -> MCP3008Source
         player, FRONT_END, wiring=list(range(len(player.channels))), start_at_first_sample=True
     )
     spi = SimulatedMCP3008SPI(
-        inputs, clock, vref=SIM_VREF, bus_error_rate=spec.bus_error_rate, seed=spec.seed
+        inputs,
+        clock,
+        vref=SIM_VREF,
+        bus_error_rate=spec.bus_error_rate,
+        seed=spec.seed,
+        history=SIM_HISTORY,
     )
     spi.open(0, 0)
     spi.max_speed_hz = 1_350_000
@@ -324,6 +331,8 @@ def _ads1115(spec: SimSpec, player: SignalPlayer, clock: Clock) -> ADS1115Source
         ready_pin=factory.pin(ADS1115_READY_PIN),
         bus_error_rate=spec.bus_error_rate,
         seed=spec.seed,
+        log_size=SIM_HISTORY,
+        traffic_size=SIM_HISTORY,
     )
     pairs = ("AIN0-AIN1", "AIN2-AIN3")
     return ADS1115Source(
