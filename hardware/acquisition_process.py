@@ -336,7 +336,6 @@ class ProcessSource(AcquisitionSource):
         self.report.priority = str(ready["priority"])
         self._ring = SampleRing.create(len(self.channels), self._capacity())
         self._tell(RING + f"{self._ring.name} {self._ring.capacity}\n".encode())
-        log.debug("acquisition process %s: %s", self.report.pid, self.report.priority)
 
     def _capacity(self) -> int:
         """Rows for `ring_s` seconds of real time (a simulation sped up makes more rows per

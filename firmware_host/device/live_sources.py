@@ -516,28 +516,44 @@ class SlotKeeping:
             self._summary_from = (now, due_all, lost_all)
 
     def _warn(self, kept: float, span_s: float) -> None:
+        report = getattr(self.source, "report", None)
+        realtime = report is not None and report.priority.startswith("real-time")
+        busy = (
+            "Something else keeps the CPU busy; see `top`."
+            if realtime
+            else "A busy computer needs real-time priority for the acquisition process: allowed "
+            "for root, or by LimitRTPRIO (the service sets it)."
+        )
         if self.speed is None:
             log.warning(
                 "the host keeps only %.1f %% of the converter's slots (over the last %.0f s): "
-                "the rest are gaps. Something else is using the CPU; see `top`.",
+                "the rest are gaps. %s",
                 100 * kept,
                 span_s,
+                busy,
             )
             return
         fastest = self._fastest_speed()
-        manages = (
-            f"This computer manages about --speed {fastest:g}"
-            if fastest >= 1
-            else "This computer manages real time (--speed 1) at most"
-        )
+        if self.speed > 1 and fastest >= 1:
+            log.warning(
+                "--speed %g is too fast for this computer: it kept only %.1f %% of the simulated "
+                "converter's slots over %.0f s of signal (the rest are gaps, reported as signal "
+                "lost). This computer manages about --speed %g; --speed 0 runs as fast as it "
+                "can and keeps every sample.",
+                self.speed,
+                100 * kept,
+                span_s,
+                fastest,
+            )
+            return
         log.warning(
-            "--speed %g is too fast for this computer: it kept only %.1f %% of the simulated "
-            "converter's slots over %.0f s of signal (the rest are gaps, reported as signal "
-            "lost). %s; --speed 0 runs as fast as it can and keeps every sample.",
+            "--speed %g: this computer kept only %.1f %% of the simulated converter's slots over "
+            "%.0f s of signal (the rest are gaps, reported as signal lost): it cannot keep this "
+            "pace now. %s --speed 0 runs as fast as it can and keeps every sample.",
             self.speed,
             100 * kept,
             span_s,
-            manages,
+            busy,
         )
 
     def _summary(self, span_s: float, due: int, lost: int, due_all: int, lost_all: int) -> None:
