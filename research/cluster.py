@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 ADDRESS_VARIABLE = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT = "15s"  # to reach an existing scheduler
 MAX_WORKER_MEMORY = 2 * 1024**3  # a replay needs about 120 MB; plots and big EDF headers more
 
 
@@ -75,7 +76,7 @@ def dask_client(
     address = scheduler or os.environ.get(ADDRESS_VARIABLE)
     if address:
         try:
-            client = distributed.Client(address, timeout="15s")
+            client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as error:
             raise ClusterError(
                 f"cannot reach the Dask scheduler at {address} ({error}); is `dask scheduler` "
@@ -94,7 +95,7 @@ def dask_client(
         threads_per_worker=1,
         processes=True,
         memory_limit=limit,
-        dashboard_address=None,
+        dashboard_address=":0",  # no fixed port: other clusters may run here
         silence_logs=logging.ERROR,
     )
     try:

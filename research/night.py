@@ -81,9 +81,21 @@ class Night:
         and as UTC timestamps; the envelope trace stays in `events`)."""
         pandas = _pandas()
         columns = [
-            "event_id", "channel", "kind", "start", "end", "start_s", "end_s", "duration_s",
-            "peak_uv", "mean_uv", "floor_uv", "area_uvs", "median_freq_hz", "quality",
-        ]  # fmt: skip
+            "event_id",
+            "channel",
+            "kind",
+            "start",
+            "end",
+            "start_s",
+            "end_s",
+            "duration_s",
+            "peak_uv",
+            "mean_uv",
+            "floor_uv",
+            "area_uvs",
+            "median_freq_hz",
+            "quality",
+        ]
         frame = pandas.DataFrame(
             [{c: e.get(c) for c in columns} for e in self.events], columns=columns
         )
@@ -118,8 +130,10 @@ class Night:
         (channel, low/mean/high) in uV."""
         pandas = _pandas()
         if self.envelope is None:
-            raise ValueError("this night has no envelope (replayed with envelope=False, or read "
-                             "from an events file)")  # fmt: skip
+            raise ValueError(
+                "this night has no envelope (replayed with envelope=False, or read "
+                "from an events file)"
+            )
         env = self.envelope
         data = {
             (channel, stat): getattr(env, stat)[:, i]

@@ -131,8 +131,15 @@ def _draw_channel(ax: Axes, night: Night, channel: str, clock: _Clock, span_s: f
     strip = blended_transform_factory(ax.transData, ax.transAxes)
     min_width = span_s * _MIN_MARK_FRACTION
     for start, end in night.signal_lost.get(channel, []):
-        ax.axvspan(clock.x(start), clock.x(end), facecolor=_COLOURS["lost"], alpha=0.25,
-                   hatch="///", edgecolor=_COLOURS["lost"], linewidth=0)  # fmt: skip
+        ax.axvspan(
+            clock.x(start),
+            clock.x(end),
+            facecolor=_COLOURS["lost"],
+            alpha=0.25,
+            hatch="///",
+            edgecolor=_COLOURS["lost"],
+            linewidth=0,
+        )
     if not night.signal_lost:
         for start, end, _problems in night.problems.get(channel, []):
             ax.axvspan(clock.x(start), clock.x(end), color=_COLOURS["problem"], alpha=0.35, lw=0)
@@ -142,8 +149,13 @@ def _draw_channel(ax: Axes, night: Night, channel: str, clock: _Clock, span_s: f
         t = clock.x(env.t_s + env.bin_s / 2)
         low, high = _drawable(env.low[:, index]), _drawable(env.high[:, index])
         ax.fill_between(t, np.fmax(low, _FLOOR_UV), high, color=_COLOURS["band"], lw=0, step="mid")
-        ax.plot(t, _drawable(env.mean[:, index]), color=_COLOURS["envelope"], lw=0.7,
-                drawstyle="steps-mid")  # fmt: skip
+        ax.plot(
+            t,
+            _drawable(env.mean[:, index]),
+            color=_COLOURS["envelope"],
+            lw=0.7,
+            drawstyle="steps-mid",
+        )
     else:
         for event in night.events:
             trace = event.get("envelope")
@@ -158,21 +170,48 @@ def _draw_channel(ax: Axes, night: Night, channel: str, clock: _Clock, span_s: f
         drawn_end = max(end, start + min_width)
         if event["kind"] == "cramp":
             ax.axvspan(clock.x(start), clock.x(end), color=_COLOURS["cramp"], alpha=0.18, lw=0)
-            ax.fill_between([clock.x(start), clock.x(drawn_end)], 0.9, 1.0,
-                            color=_COLOURS["cramp"], transform=strip, lw=0)  # fmt: skip
+            ax.fill_between(
+                [clock.x(start), clock.x(drawn_end)],
+                0.9,
+                1.0,
+                color=_COLOURS["cramp"],
+                transform=strip,
+                lw=0,
+            )
         else:
-            ax.fill_between([clock.x(start), clock.x(drawn_end)], 0.0, 0.07,
-                            color=_COLOURS["movement"], transform=strip, lw=0)  # fmt: skip
+            ax.fill_between(
+                [clock.x(start), clock.x(drawn_end)],
+                0.0,
+                0.07,
+                color=_COLOURS["movement"],
+                transform=strip,
+                lw=0,
+            )
     for at_s in night.markers:
         ax.axvline(clock.x(at_s), color=_COLOURS["marker"], lw=1.0, ls="--")
-        ax.plot([clock.x(at_s)], [0.97], marker="v", color=_COLOURS["marker"], transform=strip,
-                clip_on=False, markersize=6)  # fmt: skip
+        ax.plot(
+            [clock.x(at_s)],
+            [0.97],
+            marker="v",
+            color=_COLOURS["marker"],
+            transform=strip,
+            clip_on=False,
+            markersize=6,
+        )
     ax.set_yscale("log")
     ax.set_ylabel("envelope (µV)")
     ax.grid(True, which="major", axis="both", color="#e6e6e6", lw=0.6)
     ax.set_axisbelow(True)
-    ax.text(0.005, 0.86, _channel_line(night, channel), transform=ax.transAxes, fontsize=9,
-            va="top", ha="left", bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 2})  # fmt: skip
+    ax.text(
+        0.005,
+        0.86,
+        _channel_line(night, channel),
+        transform=ax.transAxes,
+        fontsize=9,
+        va="top",
+        ha="left",
+        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 2},
+    )
 
 
 def _drawable(values: np.ndarray) -> np.ndarray:
@@ -239,8 +278,15 @@ def _legend_handles(night: Night) -> list[Artist]:
         Patch(color=_COLOURS["movement"], label="movement"),
     ]
     if night.signal_lost or not night.problems:
-        handles.append(Patch(facecolor=_COLOURS["lost"], alpha=0.35, hatch="///",
-                             edgecolor=_COLOURS["lost"], label="signal lost"))  # fmt: skip
+        handles.append(
+            Patch(
+                facecolor=_COLOURS["lost"],
+                alpha=0.35,
+                hatch="///",
+                edgecolor=_COLOURS["lost"],
+                label="signal lost",
+            )
+        )
     else:
         handles.append(Patch(color=_COLOURS["problem"], alpha=0.6, label="signal problem"))
     if night.markers:
