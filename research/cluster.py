@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,14 +92,15 @@ def dask_client(
         return
     count = workers or cores()
     limit = memory_limit or default_memory_limit(count)
-    cluster = distributed.LocalCluster(
-        n_workers=count,
-        threads_per_worker=1,
-        processes=True,
-        memory_limit=limit,
-        dashboard_address=":0",  # no fixed port: other clusters may run here
-        silence_logs=logging.ERROR,
-    )
+    with _workers_ignore_ctrl_c():
+        cluster = distributed.LocalCluster(
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=limit,
+            dashboard_address=":0",  # no fixed port: other clusters may run here
+            silence_logs=logging.ERROR,
+        )
     try:
         client = distributed.Client(cluster)
         try:
@@ -112,6 +115,20 @@ def dask_client(
             client.close()
     finally:
         cluster.close()
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with Ctrl-C ignored (they inherit it): the terminal sends it to
+    every process of the batch, and the workers are to be stopped by the batch, in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _bytes(limit: int | str) -> int:
