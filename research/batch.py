@@ -28,6 +28,7 @@ from typing import Any
 from dsp import __version__
 from dsp.annotations import Annotation
 from dsp.evaluation import SCORABLE_KINDS
+from firmware_host.allocator import keep_block_buffers
 from firmware_host.commands.evaluate import load_annotations
 from firmware_host.event_output import EventWriter, atomic_text_output
 from research.files import remove_partial_files, write_json_atomically
@@ -159,6 +160,7 @@ def run_job(job: Job) -> dict[str, Any]:
     done = finished_result(job)
     if done is not None:
         return done
+    keep_block_buffers()  # as `crampwatch replay` does (workers are not started by its main)
     job.folder.mkdir(parents=True, exist_ok=True)
     remove_partial_files(job.folder)
     began = time.perf_counter()

@@ -273,7 +273,13 @@ def _legend_handles(night: Night) -> list[Artist]:
     from matplotlib.patches import Patch
 
     handles = [
-        Line2D([], [], color=_COLOURS["envelope"], lw=1.2, label="envelope (mean; band: min-max)"),
+        Line2D(
+            [],
+            [],
+            color=_COLOURS["envelope"],
+            lw=1.2,
+            label="envelope (mean; band: min-max)" if night.envelope else "envelope around events",
+        ),
         Patch(color=_COLOURS["cramp"], alpha=0.6, label="cramp"),
         Patch(color=_COLOURS["movement"], label="movement"),
     ]

@@ -76,6 +76,7 @@ class BatchOutcome:
     ran: int
     cluster: ClusterInfo | None
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)  # plan_s, run_s, tables_s
 
     @property
     def failed(self) -> int:
@@ -125,6 +126,7 @@ def execute(settings: BatchSettings, *, client: Any = None) -> BatchOutcome:
         tz=settings.tz,
         full_hash=settings.full_hash,
     )
+    planned = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     for job in jobs:
         done = finished_result(job)
@@ -134,6 +136,7 @@ def execute(settings: BatchSettings, *, client: Any = None) -> BatchOutcome:
     cluster = None
     if pending:
         cluster = _run_pending(settings, pending, results, len(jobs), client)
+    ran = time.perf_counter()
     ordered = [results[job.key] for job in jobs]
     tables = {
         "recordings": recordings_table(ordered),
@@ -150,6 +153,11 @@ def execute(settings: BatchSettings, *, client: Any = None) -> BatchOutcome:
         ran=len(pending),
         cluster=cluster,
         seconds=time.perf_counter() - began,
+        timings={
+            "plan_s": planned - began,
+            "run_s": ran - planned,
+            "tables_s": time.perf_counter() - ran,
+        },
     )
 
 
