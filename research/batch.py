@@ -31,10 +31,18 @@ from dsp.evaluation import SCORABLE_KINDS
 from firmware_host.allocator import keep_block_buffers
 from firmware_host.commands.evaluate import load_annotations
 from firmware_host.event_output import EventWriter, atomic_text_output
+from hardware.recordings import RecordingError
 from research.files import remove_partial_files, write_json_atomically
 from research.inputs import fingerprint, recording_files
 from research.night import replay_file
-from research.sidecar import Sidecar, SidecarError, load_sidecar, sidecar_path, truth_beside
+from research.sidecar import (
+    Sidecar,
+    SidecarError,
+    load_sidecar,
+    sidecar_for,
+    sidecar_path,
+    truth_beside,
+)
 
 RESULT_SCHEMA = "crampwatch.batch-result/1"
 RESULT_FILE = "result.json"
@@ -167,15 +175,17 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         result = _process(job)
     except Exception as error:  # any failure is this recording's, never the batch's
-        result = failed_result(job, _describe(error))
+        result = failed_result(job, _describe(error, job.recording))
     result["elapsed_s"] = round(time.perf_counter() - began, 3)
     result["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     write_json_atomically(job.result_path, result)
     return result
 
 
-def _describe(error: BaseException) -> str:
+def _describe(error: BaseException, recording: Path) -> str:
     text = str(error) or type(error).__name__
+    if isinstance(error, RecordingError) and re.search(r"--(fs|units|channel)\b", text):
+        text += f"; for this recording alone, say it in a sidecar {sidecar_for(recording).name}"
     expected = (ValueError, OSError, LookupError)
     return text if isinstance(error, expected) else f"{type(error).__name__}: {text}"
 

@@ -82,22 +82,21 @@ def night_figure(night: Night, *, tz: tzinfo | None = None) -> Figure:
 
 
 class _Clock:
-    """Seconds from the start -> x values: clock time when the start is known, else hours."""
+    """Seconds from the start -> x values: clock time when the start is known, else the time
+    since the start in seconds, minutes or hours (whichever suits the recording's length)."""
 
     def __init__(self, start: datetime | None, tz: tzinfo | None, duration_s: float) -> None:
         self.duration_s = duration_s
         self.start = start.astimezone(tz) if start is not None else None
         self.tz = tz if tz is not None else (self.start.tzinfo if self.start else None)
+        self.unit_s = 1.0 if duration_s < 600 else 60.0 if duration_s < 3 * 3600 else 3600.0
 
     def x(self, seconds: float | np.ndarray) -> float | np.ndarray:
         if self.start is None:
-            return np.asarray(seconds) / 3600.0
+            return np.asarray(seconds) / self.unit_s
         from matplotlib.dates import date2num
 
         return date2num(self.start) + np.asarray(seconds) / 86400.0
-
-    def width(self, seconds: float) -> float:
-        return seconds / (86400.0 if self.start is not None else 3600.0)
 
     def _format(self) -> str:
         return "%H:%M:%S" if self.duration_s < 1800 else "%H:%M"
@@ -107,10 +106,12 @@ class _Clock:
 
         if self.start is None:
             ax.xaxis.set_major_locator(MaxNLocator(nbins=12, steps=[1, 2, 2.5, 5, 10]))
-            ax.xaxis.set_major_formatter(
-                FuncFormatter(lambda h, _pos: f"{int(h)}:{round((h % 1) * 60):02d}")
-            )
-            ax.set_xlabel("time from the start of the recording (h:mm)")
+            if self.unit_s == 3600.0:
+                ax.xaxis.set_major_formatter(
+                    FuncFormatter(lambda h, _pos: f"{int(h)}:{round((h % 1) * 60):02d}")
+                )
+            unit = {1.0: "s", 60.0: "min", 3600.0: "h:mm"}[self.unit_s]
+            ax.set_xlabel(f"time from the start of the recording ({unit})")
             return
         from matplotlib.dates import AutoDateLocator, DateFormatter
 
@@ -120,9 +121,7 @@ class _Clock:
         ax.set_xlabel(f"clock time ({zone})")
 
     def label(self, seconds: float) -> str:
-        if self.start is None:
-            return f"{seconds / 3600:.1f} h"
-        return (self.start + timedelta(seconds=seconds)).strftime(self._format())
+        return (self.start + timedelta(seconds=seconds)).strftime(self._format())  # type: ignore[operator]
 
 
 def _draw_channel(ax: Axes, night: Night, channel: str, clock: _Clock, span_s: float) -> None:

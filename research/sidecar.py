@@ -148,6 +148,11 @@ def sidecar_path(recording: Path) -> Path | None:
     return found[0] if found else None
 
 
+def sidecar_for(recording: Path) -> Path:
+    """Where the recording's TOML sidecar goes."""
+    return _beside(recording, SIDECAR_SUFFIXES[:1])[0]
+
+
 def truth_beside(recording: Path) -> Path | None:
     """`NAME.truth.csv` or `NAME.truth.jsonl` beside the recording, or None."""
     return next((p for p in _beside(recording, TRUTH_SUFFIXES) if p.is_file()), None)

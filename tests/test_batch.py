@@ -112,18 +112,21 @@ def test_malformed_truncated_and_empty_files_are_error_rows_and_the_batch_goes_o
     raw = good.read_bytes()
     (data / "cut.npy").write_bytes(raw[: len(raw) // 2])
     (data / "empty.edf").write_bytes(b"")
+    (data / "norate.csv").write_text("emg\n" + "\n".join(str(v % 7) for v in range(500)) + "\n")
     write_night(data, "odd", 3)
     (data / "odd.crampwatch.toml").write_text("fs = 1000\nsampling = 5\n")
     assert batch(scheduler, data, "--out", out) == 1
     rows = {Path(r["recording"]).name: r for r in table(out, "recordings", RECORDING_COLUMNS)}
     assert rows["good.npy"]["status"] == "ok"
     errors = {name: row["error"] for name, row in rows.items() if row["status"] == "error"}
-    assert set(errors) == {"notes.csv", "cut.npy", "empty.edf", "odd.npy"}
+    assert set(errors) == {"notes.csv", "cut.npy", "empty.edf", "odd.npy", "norate.csv"}
     assert "truncated" in errors["cut.npy"] and "empty" in errors["empty.edf"]
+    assert "no sampling rate" in errors["norate.csv"]
+    assert errors["norate.csv"].endswith("say it in a sidecar norate.crampwatch.toml")
     assert "unknown key 'sampling'" in errors["odd.npy"] and "allowed: fs" in errors["odd.npy"]
     assert all(rows[name]["channel"] is None for name in errors)
     err = capsys.readouterr().err
-    assert "1 done, 4 failed" in err and "cut.npy" in err
+    assert "1 done, 5 failed" in err and "cut.npy" in err
     assert not list(out.rglob("*.partial"))
 
 

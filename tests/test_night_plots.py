@@ -107,7 +107,7 @@ def test_plot_of_an_events_file_shows_the_envelope_around_each_event(tmp_path: P
     night = read_events_file(events)
     figure = night_figure(night)
     assert "envelope around events only" in figure._suptitle.get_text()
-    assert figure.axes[-1].get_xlabel() == "time from the start of the recording (h:mm)"
+    assert figure.axes[-1].get_xlabel() == "time from the start of the recording (s)"
 
 
 def test_plot_refuses_an_unknown_format_and_an_unfinished_events_file(
