@@ -6,12 +6,11 @@ import argparse
 import sys
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dsp.config import ConfigError
 from dsp.evaluation import SCORABLE_KINDS
-from dsp.overrides import settings_grid
+from dsp.overrides import apply_settings, settings_grid
 from firmware_host.calibration_file import CalibrationFileError
 from firmware_host.commands.evaluate import InputFileError, parse_channel_map
 from firmware_host.commands.replay import (
@@ -22,6 +21,7 @@ from firmware_host.commands.replay import (
 from hardware.recordings import RecordingError
 from research.inputs import InputError, find_recordings
 from research.plots import PLOT_FORMATS, PlotError, plot_format
+from research.runner import BatchSettings, batch_options, run_batch
 from research.sidecar import SidecarError
 
 
@@ -128,8 +128,6 @@ def _error(prog: str, message: str, code: int = 2) -> int:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    from research.runner import BatchSettings, batch_options, run_batch
-
     prog = "crampwatch batch"
     try:
         settings = BatchSettings(
@@ -161,22 +159,20 @@ def _non_negative(seconds: float) -> float:
     return seconds
 
 
-def _check_options(settings: Any) -> None:
-    """Refuse before any work what would fail every recording: bad option values or settings
-    (checked on a stand-in configuration at 1 kHz)."""
+def _check_options(settings: BatchSettings) -> None:
+    """Refuse before any work what would fail every recording: bad option values or settings,
+    checked on a stand-in configuration (at --fs, else a rate high enough for any band; without
+    the calibration, which depends on each recording's channels)."""
     if settings.workers is not None and settings.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {settings.workers}")
     if not settings.recordings:
         raise ValueError("the inputs hold no recordings (see the README for the file types)")
-    args = argparse.Namespace(**{**settings.options, "settings": None, "calibration": None})
-    args.mvc_percent = None
-    from dsp.overrides import apply_settings
-
-    try:
-        for combination in settings.grid:
-            apply_settings(pipeline_config(args, 1000.0, ("ch0",), "uV"), combination)
-    except CalibrationFileError as error:
-        raise ValueError(str(error)) from error
+    stand_in = argparse.Namespace(
+        **{**settings.options, "settings": None, "calibration": None, "mvc_percent": None}
+    )
+    fs = settings.options.get("fs") or 20000.0
+    for combination in settings.grid:
+        apply_settings(pipeline_config(stand_in, fs, ("ch0",), "uV"), combination)
 
 
 # ---- plot ---------------------------------------------------------------------------------------

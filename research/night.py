@@ -119,7 +119,8 @@ class Night:
                     "cramps": figures.get("cramps", 0),
                     "cramp_minutes": float(figures.get("cramp_s", 0.0)) / 60,
                     "movements": figures.get("movements", 0),
-                    "plms": figures.get("plms"),
+                    "plm": figures.get("plm"),
+                    "plm_per_hour": figures.get("plm_per_hour"),
                     "signal_lost_minutes": lost_s / 60,
                 }
             )
