@@ -2,7 +2,8 @@
 start, the recorder's scaling) and where its ground truth is.
 
 Beside `night.csv` (any recording), `night.crampwatch.toml` or `night.crampwatch.json` (the
-recording's name without its extension):
+recording's name without its extension, so it serves every `night.*`), or `night.csv.crampwatch.toml`
+for that one file (it wins over the other):
 
     fs = 1000                          # samples per second
     units = "mV"                       # counts, uV, mV or V
@@ -139,18 +140,23 @@ class Sidecar:
 
 
 def sidecar_path(recording: Path) -> Path | None:
-    """The recording's sidecar file, or None; two sidecars for one recording are an error."""
-    found = [p for p in _beside(recording, SIDECAR_SUFFIXES) if p.is_file()]
-    if len(found) > 1:
-        raise SidecarError(
-            f"{recording} has two sidecars ({found[0].name} and {found[1].name}); keep one"
-        )
-    return found[0] if found else None
+    """The recording's sidecar file, or None: `night.npy.crampwatch.toml` (this file only) before
+    `night.crampwatch.toml` (every `night.*`); a TOML and a JSON one side by side are an error."""
+    exact = [recording.with_name(recording.name + suffix) for suffix in SIDECAR_SUFFIXES]
+    for candidates in (exact, _beside(recording, SIDECAR_SUFFIXES)):
+        found = [p for p in candidates if p.is_file()]
+        if len(found) > 1:
+            raise SidecarError(
+                f"{recording} has two sidecars ({found[0].name} and {found[1].name}); keep one"
+            )
+        if found:
+            return found[0]
+    return None
 
 
 def sidecar_for(recording: Path) -> Path:
-    """Where the recording's TOML sidecar goes."""
-    return _beside(recording, SIDECAR_SUFFIXES[:1])[0]
+    """Where a TOML sidecar for this one recording goes."""
+    return recording.with_name(recording.name + SIDECAR_SUFFIXES[0])
 
 
 def truth_beside(recording: Path) -> Path | None:

@@ -16,7 +16,7 @@ import pytest
 
 from firmware_host.cli import main
 from research.inputs import InputError, find_recordings, fingerprint
-from research.sidecar import SidecarError, load_sidecar
+from research.sidecar import SidecarError, load_sidecar, sidecar_path
 from research.tables import (
     EVENT_COLUMNS,
     POOLED_COLUMNS,
@@ -122,7 +122,7 @@ def test_malformed_truncated_and_empty_files_are_error_rows_and_the_batch_goes_o
     assert set(errors) == {"notes.csv", "cut.npy", "empty.edf", "odd.npy", "norate.csv"}
     assert "truncated" in errors["cut.npy"] and "empty" in errors["empty.edf"]
     assert "no sampling rate" in errors["norate.csv"]
-    assert errors["norate.csv"].endswith("say it in a sidecar norate.crampwatch.toml")
+    assert errors["norate.csv"].endswith("say it in a sidecar norate.csv.crampwatch.toml")
     assert "unknown key 'sampling'" in errors["odd.npy"] and "allowed: fs" in errors["odd.npy"]
     assert all(rows[name]["channel"] is None for name in errors)
     err = capsys.readouterr().err
@@ -397,6 +397,19 @@ def test_inputs_are_files_folders_searched_recursively_and_globs(tmp_path: Path)
         find_recordings([data / "nope"])
     with pytest.raises(InputError, match="matches no file"):
         find_recordings([str(data / "*.wav")])
+
+
+def test_a_sidecar_for_one_file_wins_over_the_one_for_its_name(tmp_path: Path) -> None:
+    recording = tmp_path / "night.npy"
+    assert sidecar_path(recording) is None
+    (tmp_path / "night.crampwatch.toml").write_text("fs = 500\n")
+    assert sidecar_path(recording) == tmp_path / "night.crampwatch.toml"
+    (tmp_path / "night.npy.crampwatch.json").write_text('{"fs": 250}')
+    assert load_sidecar(sidecar_path(recording)).options == {"fs": 250.0}  # type: ignore[arg-type]
+    assert sidecar_path(tmp_path / "night.csv") == tmp_path / "night.crampwatch.toml"
+    (tmp_path / "night.npy.crampwatch.toml").write_text("fs = 100\n")
+    with pytest.raises(SidecarError, match="has two sidecars"):
+        sidecar_path(recording)
 
 
 def test_a_sidecar_says_what_the_file_does_not_and_names_a_wrong_key(tmp_path: Path) -> None:
