@@ -125,6 +125,7 @@ class _Clock:
 
 
 def _draw_channel(ax: Axes, night: Night, channel: str, clock: _Clock, span_s: float) -> None:
+    from matplotlib.ticker import FuncFormatter, LogFormatter
     from matplotlib.transforms import blended_transform_factory
 
     strip = blended_transform_factory(ax.transData, ax.transAxes)
@@ -147,7 +148,9 @@ def _draw_channel(ax: Axes, night: Night, channel: str, clock: _Clock, span_s: f
         env = night.envelope
         t = clock.x(env.t_s + env.bin_s / 2)
         low, high = _drawable(env.low[:, index]), _drawable(env.high[:, index])
-        ax.fill_between(t, np.fmax(low, _FLOOR_UV), high, color=_COLOURS["band"], lw=0, step="mid")
+        # A bin that is partly flat (electrode off) has no low end to draw: band it from its top.
+        low = np.where(np.isnan(low), high, low)
+        ax.fill_between(t, low, high, color=_COLOURS["band"], lw=0, step="mid")
         ax.plot(
             t,
             _drawable(env.mean[:, index]),
@@ -198,6 +201,8 @@ def _draw_channel(ax: Axes, night: Night, channel: str, clock: _Clock, span_s: f
             markersize=6,
         )
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))  # 10, not 10^1
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
     ax.set_ylabel("envelope (µV)")
     ax.grid(True, which="major", axis="both", color="#e6e6e6", lw=0.6)
     ax.set_axisbelow(True)
