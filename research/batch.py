@@ -175,11 +175,24 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         result = _process(job)
     except Exception as error:  # any failure is this recording's, never the batch's
+        if _worker_stopping():
+            raise  # torn down under the task (Ctrl-C, a closing cluster): not the recording's fault
         result = failed_result(job, _describe(error, job.recording))
     result["elapsed_s"] = round(time.perf_counter() - began, 3)
     result["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     write_json_atomically(job.result_path, result)
     return result
+
+
+def _worker_stopping() -> bool:
+    """Whether this runs in a Dask worker that is being stopped."""
+    try:
+        from distributed import get_worker
+
+        status = get_worker().status.name
+    except (ImportError, ValueError):
+        return False
+    return status.startswith(("clos", "stop")) or status == "failed"
 
 
 def _describe(error: BaseException, recording: Path) -> str:

@@ -84,11 +84,9 @@ def dask_client(
                 f"cannot reach the Dask scheduler at {address} ({error}); is `dask scheduler` "
                 f"running there, and the address right (tcp://HOST:8786)?"
             ) from error
-        try:
+        with _closing(client):
             count = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             yield client, ClusterInfo(address, count, embedded=False, memory_limit=None)
-        finally:
-            client.close()
         return
     count = workers or cores()
     limit = memory_limit or default_memory_limit(count)
@@ -99,22 +97,38 @@ def dask_client(
             processes=True,
             memory_limit=limit,
             dashboard_address=":0",  # no fixed port: other clusters may run here
-            silence_logs=logging.ERROR,
+            # The batch reports every failure itself, in its tables and words; the workers'
+            # own logs would only add Dask's view of a teardown (Ctrl-C) to the terminal.
+            silence_logs=logging.CRITICAL,
         )
+    with _closing(cluster), _closing(distributed.Client(cluster)) as client:
+        yield client, ClusterInfo(cluster.scheduler_address, count, True, _bytes(limit))
+
+
+@contextmanager
+def _closing(thing: Any) -> Iterator[Any]:
+    """Close a Dask client or cluster on the way out; after an interrupt or an error, quietly
+    (tasks torn down mid-flight make Dask log tracebacks that are no news to the user)."""
     try:
-        client = distributed.Client(cluster)
-        try:
-            info = ClusterInfo(
-                cluster.scheduler_address,
-                count,
-                embedded=True,
-                memory_limit=_bytes(limit),
-            )
-            yield client, info
-        finally:
-            client.close()
+        yield thing
+    except BaseException:
+        with _quiet_dask_logs():
+            thing.close()
+        raise
+    thing.close()
+
+
+@contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
     finally:
-        cluster.close()
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @contextmanager

@@ -7,9 +7,11 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import numpy as np
 import pytest
@@ -373,6 +375,35 @@ def test_the_default_is_an_embedded_local_cluster_and_the_address_may_come_from_
     monkeypatch.setattr("research.cluster.CONNECT_TIMEOUT", "1s")
     assert batch(None, data, "--out", tmp_path / "three", "--scheduler", "tcp://127.0.0.1:9") == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_a_profiler_that_holds_the_detectors_frames_cannot_break_a_replay() -> None:
+    # Every Dask worker samples its task's stack; a frame it holds must not pin the detector's
+    # growing buffers (that failed a recording now and then with a BufferError).
+    from dsp.config import PipelineConfig
+    from dsp.pipeline import Pipeline
+    from hardware.synthetic_emg import SyntheticEMG, scenario
+
+    plan = scenario(1, fs=1000.0, duration_s=120.0, channels=("left",),
+                    events=[("cramp", 30.0, 70.0, "left")])  # fmt: skip
+    samples = SyntheticEMG(plan, seed=1).render()
+    held: list[object] = []
+
+    def hold_frames(frame: FrameType, event: str, _arg: object) -> None:
+        if event == "return":
+            held.append(frame)
+
+    pipeline = Pipeline(PipelineConfig(fs=1000.0, channels=("left",)))
+    events = []
+    sys.setprofile(hold_frames)
+    try:
+        for at in range(0, len(samples), 5000):
+            events += pipeline.process(samples[at : at + 5000]).events
+        events += pipeline.finish().events
+    finally:
+        sys.setprofile(None)
+    assert [(e.kind, e.phase) for e in events] == [("cramp", "started"), ("cramp", "ended")]
+    assert held
 
 
 # ---- inputs and sidecars ------------------------------------------------------------------------

@@ -175,12 +175,15 @@ def test_ctrl_c_stops_the_batch_cleanly_and_the_next_run_goes_on(
     assert group_is_gone(batch.pid), "worker processes outlived the batch"
     assert not list(out.rglob("*.partial"))
     assert not (out / "recordings.csv").exists()
-    done = len(list(out.glob("results/*/result.json")))
+    results = [json.loads(p.read_text()) for p in out.glob("results/*/result.json")]
+    assert [r.get("error") for r in results if r["status"] != "ok"] == []
+    done = len(results)
     assert 0 < done < RECORDINGS
 
     again = start(command, tmp_path / "second.log")
-    assert again.wait(timeout=300) == 0
+    code = again.wait(timeout=300)
     log = (tmp_path / "second.log").read_text()
+    assert code == 0, log[-3000:]
     assert f"({done} already done earlier, {RECORDINGS - done} run now)" in log
     rows = read_csv_table(out / "recordings.csv", RECORDING_COLUMNS)
     assert len(rows) == 2 * RECORDINGS and {r["status"] for r in rows} == {"ok"}
