@@ -563,7 +563,9 @@ class ChannelDetector:
         self._set_state(STATE_IDLE, end_s)
 
     def _emit(self, stretch: _Stretch, phase: str, end_s: float | None, duration_s: float) -> None:
-        values = np.frombuffer(stretch.values) if len(stretch.values) else np.zeros(1)
+        # A copy, not a view: a view would keep the growing array from growing for as long as
+        # anything holds this frame (a sampling profiler, such as every Dask worker runs).
+        values = np.array(stretch.values) if len(stretch.values) else np.zeros(1)
         active = values[: max(1, round(duration_s / self.hop_s))]
         active = active[~np.isnan(active)] if np.isnan(active).any() else active
         if active.size == 0:

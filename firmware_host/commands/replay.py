@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -18,6 +20,7 @@ from dsp.config import (
     ScalingConfig,
 )
 from dsp.events import Event, QualityChange, iso_utc
+from dsp.overrides import apply_settings, parse_assignment, single_settings
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.calibration_file import CalibrationFileError, load_calibration
 from firmware_host.event_output import (
@@ -171,6 +174,22 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         help="lowest and highest value the recorder can give, in input units (known for "
         "counts); enables the clipping check for recordings in volts",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        dest="settings",
+        type=setting_argument,
+        metavar="SECTION.KEY=VALUE",
+        help="any pipeline setting by name, e.g. detector.cramp_min_s=8 (repeat for several)",
+    )
+
+
+def setting_argument(text: str) -> tuple[str, tuple[Any, ...]]:
+    """`--set` value -> (key, values), checked against the pipeline configuration."""
+    try:
+        return parse_assignment(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def pipeline_config(
@@ -178,7 +197,7 @@ def pipeline_config(
 ) -> PipelineConfig:
     """The pipeline configuration the shared options describe."""
     notch = None if str(args.notch) in ("none", "0") else float(args.notch)
-    return PipelineConfig(
+    config = PipelineConfig(
         fs=fs,
         channels=channels,
         mode=args.mode,
@@ -199,6 +218,7 @@ def pipeline_config(
         ),
         calibration=_calibration_for(args, channels),
     )
+    return apply_settings(config, single_settings(getattr(args, "settings", None)))
 
 
 def _learn_floor(args: argparse.Namespace) -> bool:
@@ -286,11 +306,14 @@ def replay(
     start: datetime | None = None,
     progress: bool = True,
     block_size: int = DEFAULT_BLOCK,
+    observe: Callable[[PipelineOutput], None] | None = None,
 ) -> RunSummary:
     """Stream the recording through a fresh pipeline, writing as it goes; returns the totals.
 
     Blocks are at most `block_size` rows and at most limits.BLOCK_BYTES of samples, and hold whole
-    ticks when a tick fits (the pipeline then never has to stitch a tick across blocks)."""
+    ticks when a tick fits (the pipeline then never has to stitch a tick across blocks).
+    `observe`, when given, sees every pipeline output (envelope hops, events, state changes).
+    """
     pipeline = Pipeline(config, source_id=recording.info.source_id, session_start=start)
     block_size = block_rows(config.n_channels, block_size)
     if block_size >= pipeline.tick_samples:
@@ -307,9 +330,9 @@ def replay(
     )
     with bar:
         for block in recording.blocks(block_size):
-            _record(pipeline.process(block), writer, summary)
+            _record(pipeline.process(block), writer, summary, observe)
             bar.update(len(block))
-    _record(pipeline.finish(), writer, summary)
+    _record(pipeline.finish(), writer, summary, observe)
     if pipeline.samples_in == 0:
         raise RecordingError(f"{recording.info.path} holds no samples; nothing to replay")
     summary.duration_s = pipeline.duration_s
@@ -325,7 +348,14 @@ def replay(
     return summary
 
 
-def _record(output: PipelineOutput, writer: EventWriter, summary: RunSummary) -> None:
+def _record(
+    output: PipelineOutput,
+    writer: EventWriter,
+    summary: RunSummary,
+    observe: Callable[[PipelineOutput], None] | None = None,
+) -> None:
+    if observe is not None:
+        observe(output)
     for record in output.records:
         if isinstance(record, Event):
             writer.event(record)
