@@ -32,6 +32,7 @@ from firmware_host.allocator import keep_block_buffers
 from firmware_host.commands.evaluate import load_annotations
 from firmware_host.event_output import EventWriter, atomic_text_output
 from hardware.recordings import RecordingError
+from hardware.recordings.errors import COMMAND_LINE
 from research.files import remove_partial_files, write_json_atomically
 from research.inputs import fingerprint, recording_files
 from research.night import replay_file
@@ -227,6 +228,7 @@ def _process(job: Job) -> dict[str, Any]:
             settings=job.settings,
             writer=EventWriter(stream, "jsonl"),
             envelope=job.plot_format is not None,
+            option_names=COMMAND_LINE,
         )
     truth = _truth(job, sidecar, night.format or "")
     result = {

@@ -19,6 +19,7 @@ from firmware_host.commands.replay import (
     pipeline_config,
 )
 from hardware.recordings import RecordingError
+from hardware.recordings.errors import COMMAND_LINE
 from research.inputs import InputError, find_recordings
 from research.plots import PLOT_FORMATS, PlotError, plot_format
 from research.runner import BatchSettings, batch_options, run_batch
@@ -189,7 +190,9 @@ def run_plot_command(args: argparse.Namespace) -> int:
         if args.source.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             night = read_events_file(args.source)
         else:
-            night, _sidecar = replay_file(args.source, args, progress=not args.no_progress)
+            night, _sidecar = replay_file(
+                args.source, args, progress=not args.no_progress, option_names=COMMAND_LINE
+            )
             for note in night.notes:
                 print(f"{prog}: note: {note}", file=sys.stderr)
         plot_night(night, args.out, tz=tz)

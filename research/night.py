@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +20,10 @@ from dsp.events import EVENT_SCHEMA, PHASE_ENDED, STATE_SIGNAL_LOST
 from dsp.overrides import apply_settings
 from dsp.pipeline import PipelineOutput
 from firmware_host.commands.evaluate import EventsFile, match_truth_channels
-from firmware_host.commands.replay import channel_args, pipeline_config, replay
+from firmware_host.commands.replay import open_for_command, pipeline_config, replay
 from firmware_host.event_output import EventWriter
-from hardware.recordings import Recording, open_recording
+from hardware.recordings import Recording
+from hardware.recordings.errors import PYTHON
 from research.envelope_bins import EnvelopeBinner, EnvelopeSeries
 from research.sidecar import Sidecar, load_sidecar, sidecar_path
 
@@ -279,18 +280,18 @@ def replay_file(
     writer: EventWriter | None = None,
     envelope: bool = True,
     progress: bool = False,
+    option_names: Mapping[str, str] = PYTHON,
 ) -> tuple[Night, Sidecar | None]:
     """Open the recording at `path` as `crampwatch replay` would with the options `args` (a
-    sidecar beside it overriding them), apply `settings` ({key: value}) and replay it."""
+    sidecar beside it overriding them), apply `settings` ({key: value}) and replay it. Errors
+    name the options as `option_names` spell them (Python's argument names by default)."""
     found = sidecar_path(path)
     sidecar = load_sidecar(found) if found else None
     if sidecar is not None:
         args = sidecar.apply(args)
     start = parse_start(getattr(args, "start", None))
     notes = []
-    with open_recording(
-        path, fs=args.fs, channels=channel_args(args.channels), units=args.units
-    ) as recording:
+    with open_for_command(args, path, option_names) as recording:
         info = recording.info
         units = info.units
         if units is None:

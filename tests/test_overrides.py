@@ -24,7 +24,7 @@ from hardware.synthetic_emg import SyntheticEMG, scenario
 def test_every_detector_filter_envelope_and_quality_field_is_settable() -> None:
     keys = settable_keys()
     assert "detector.cramp_min_s" in keys and "filter.notch_hz" in keys
-    assert "envelope.window_s" in keys and "quality.gap_blocking_fraction" in keys
+    assert "envelope.window_s" in keys and "quality.min_measured_fraction" in keys
     assert not [k for k in keys if k.startswith(("scaling.", "calibration"))]
 
 

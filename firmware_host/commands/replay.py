@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,17 +106,22 @@ def add_recording_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_for_command(args: argparse.Namespace) -> Recording:
-    """The recording the shared reading options describe; errors name those options."""
+def open_for_command(
+    args: argparse.Namespace,
+    path: str | Path | None = None,
+    option_names: Mapping[str, str] = COMMAND_LINE,
+) -> Recording:
+    """The recording (`path`, else `args.file`) the shared reading options describe; errors name
+    the options as `option_names` spell them (the command line's by default)."""
     return open_recording(
-        args.file,
+        args.file if path is None else path,
         fs=args.fs,
         channels=channel_args(args.channels),
         units=args.units,
         fmt=args.file_format,
         delimiter=args.delimiter,
         has_header=args.header,
-        option_names=COMMAND_LINE,
+        option_names=option_names,
     )
 
 
