@@ -232,7 +232,7 @@ def _nights(timestamps: np.ndarray, tz: tzinfo) -> np.ndarray:
     return np.where((second >= NIGHT_END_S) & (second < NIGHT_START_S), -1, night)
 
 
-def _session_night(session: SessionRecord, tz: tzinfo) -> date | None:
+def session_night(session: SessionRecord, tz: tzinfo) -> date | None:
     """The night of the session's start; a daytime start counts for the evening if it reached 18:00."""
     night = night_of(session.session_start, tz)
     if night is not None:
@@ -245,7 +245,16 @@ def _session_night(session: SessionRecord, tz: tzinfo) -> date | None:
 
 @dataclass(frozen=True, slots=True)
 class NightSummary(_ToDict):
-    """Figures for one night; `first_cramp` is local time; `has_data` False means no session at all."""
+    """Figures for one night; `first_cramp` is local time; `has_data` False means no session at all.
+
+    The fields after `complete` are filled in by the dashboard's stored summaries
+    (`dashboards.night_summaries`): per channel figures (`cramps`, `cramp_minutes`, `movements`,
+    `good_minutes`), the patient's word (`rejected`: detected cramps they said were not cramps,
+    left out of every figure above; `confirmed`; `reported`: cramps they reported at a marker
+    press that the detector missed, counted in `cramps`), marker presses, and what the device
+    measured (None: not measured, never 0): PLMS, their index per hour of good signal, and
+    fasciculations.
+    """
 
     night: date
     cramps: int
@@ -258,6 +267,22 @@ class NightSummary(_ToDict):
     sessions: int
     has_data: bool
     complete: bool
+    by_channel: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    rejected: int = 0
+    confirmed: int = 0
+    reported: int = 0
+    markers: int = 0
+    plms: int | None = None
+    plm_per_hour: float | None = None
+    fasciculations: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], tz: tzinfo) -> NightSummary:
+        """The summary `to_dict()` gave (JSON), with `first_cramp` in `tz`."""
+        first = data.get("first_cramp")
+        values = {**data, "night": date.fromisoformat(data["night"]),
+                  "first_cramp": datetime.fromisoformat(first).astimezone(tz) if first else None}  # fmt: skip
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +357,7 @@ def _signal_by_night(
     count: dict[date, int] = defaultdict(int)
     ordinals = nights_of([s.session_start for s in sessions], tz).tolist()
     for session, ordinal in zip(sessions, ordinals, strict=True):
-        night = date.fromordinal(ordinal) if ordinal >= 0 else _session_night(session, tz)
+        night = date.fromordinal(ordinal) if ordinal >= 0 else session_night(session, tz)
         if night is None:
             continue
         recorded[night] += session.recorded_s
@@ -435,10 +460,22 @@ def summarize_nights(
 def daily_totals(entries: Iterable[IntakeRecord], tz: tzinfo) -> dict[date, dict[str, float]]:
     """Intake per local calendar day and factor, in canonical units; only days with entries appear."""
     entries = list(entries)
+    return daily_totals_of(
+        _timestamps(e.time for e in entries),
+        [e.factor for e in entries],
+        np.fromiter((e.amount for e in entries), dtype=float, count=len(entries)),
+        tz,
+    )
+
+
+def daily_totals_of(
+    timestamps: np.ndarray, factors: Sequence[str], amounts: np.ndarray, tz: tzinfo
+) -> dict[date, dict[str, float]]:
+    """`daily_totals` from columns: POSIX seconds, factor names, canonical amounts."""
     codes: dict[str, int] = {}
-    factor = np.array([codes.setdefault(e.factor, len(codes)) for e in entries], dtype=np.int64)
-    amount = np.fromiter((e.amount for e in entries), dtype=float, count=len(entries))
-    local = local_seconds(_timestamps(e.time for e in entries), tz)
+    factor = np.array([codes.setdefault(f, len(codes)) for f in factors], dtype=np.int64)
+    amount = np.asarray(amounts, dtype=float)
+    local = local_seconds(np.asarray(timestamps, dtype=float), tz)
     day = np.floor_divide(local, DAY_S).astype(np.int64) + EPOCH_ORDINAL
     keys, which = np.unique(day * max(len(codes), 1) + factor, return_inverse=True)
     sums = np.bincount(which, weights=amount, minlength=keys.size)  # adds in input order
@@ -736,6 +773,41 @@ def _intake_matrix(
     """Days x factors; 0 where a day has entries but none for the factor."""
     x = np.array([[totals[d].get(f, 0.0) for f in factors] for d in days], dtype=float)
     return x.reshape(len(days), len(factors))
+
+
+def paired_days(
+    nights: Sequence[NightSummary],
+    totals: Mapping[date, Mapping[str, float]],
+    factor: str,
+    lag: int,
+    *,
+    include_incomplete: bool = False,
+) -> list[tuple[date, float, int]]:
+    """(day, intake of `factor` that day, cramps in the night `lag` later): exactly the pairs
+    `insights` uses for this factor and lag (a day with other intake logged counts as 0)."""
+    return paired_days_by_factor(nights, totals, [factor], lag,
+                                 include_incomplete=include_incomplete)[factor]  # fmt: skip
+
+
+def paired_days_by_factor(
+    nights: Sequence[NightSummary],
+    totals: Mapping[date, Mapping[str, float]],
+    factors: Sequence[str],
+    lag: int,
+    *,
+    include_incomplete: bool = False,
+) -> dict[str, list[tuple[date, float, int]]]:
+    """`paired_days` for several factors at once (one intake matrix)."""
+    usable = _usable(nights, include_incomplete)
+    days = sorted(totals)
+    intake = _intake_matrix(totals, days, list(factors))
+    rows, cramps = _pairs(usable, days, lag)
+    paired_days_ = [days[i] for i in rows.tolist()]
+    counts = cramps.astype(int).tolist()
+    return {
+        factor: list(zip(paired_days_, intake[rows, j].tolist(), counts, strict=True))
+        for j, factor in enumerate(factors)
+    }
 
 
 def _kinds(

@@ -17,10 +17,18 @@ Choices worth knowing:
   (or without an amount) still counts as a session.
 - A name that is not in the catalogue becomes a custom factor whose canonical unit is the unit given
   with it ("count" without one). Custom factors live in a `Catalogue`, which can list them for storage.
+  A name close to a known one ("magnesum") is refused with "did you mean magnesium?" unless it is
+  confirmed as a new factor: a typo must not start a factor of its own.
+- Household measures are a factor's own units: a glass of water is 250 mL, a bottle 500 mL, a can
+  330 mL; some apply only under the name a factor is logged by (coffee, tea, espresso and cola are
+  caffeine: a cup of coffee 95 mg, a cup of tea 47 mg, an espresso 63 mg, a can of cola 34 mg;
+  USDA FoodData Central figures). A supplement tablet's content varies, so a tablet is not a
+  measure of magnesium, potassium or calcium: the mg on the label is asked for instead.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import threading
@@ -41,6 +49,34 @@ CUSTOM_MAX_BY_DIMENSION = {MASS: 10_000_000.0, VOLUME: 20_000.0, TIME: 1440.0, C
 
 class IntakeError(ValueError):
     """An intake entry, amount, unit or import that is not acceptable; the message says why."""
+
+
+class UnknownFactorError(IntakeError):
+    """A factor name that is not known but close to known ones (`suggestions`, factor keys)."""
+
+    def __init__(self, message: str, suggestions: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A factor's own unit: `size` canonical units per `name` ('glass' of water is 250 mL;
+    'drinks' and 'glasses' are read too). With `when_named`, it applies only when the factor is
+    logged under that name: a 'cup' of coffee is 95 mg of caffeine, a 'cup' of tea 47 mg."""
+
+    name: str
+    size: float
+    when_named: str = ""
+
+    def applies(self, named: str | None) -> bool:
+        return not self.when_named or (
+            named is not None and normalise_name(named) == normalise_name(self.when_named)
+        )
+
+    def spelt(self, unit: str) -> bool:
+        key, own = _unit_key(unit), _unit_key(self.name)
+        return key in (own, own + "s", own + "es")
 
 
 @dataclass(frozen=True)
@@ -75,6 +111,7 @@ UNITS: tuple[Unit, ...] = (
     Unit("session", COUNT, 1.0, ("sessions",)),
 )
 
+HOUSEHOLD_UNITS = ("cup",)  # shown with their size in messages
 AMBIGUOUS_UNITS = {
     name: f"{name!r} is ambiguous (an ounce of mass or of volume): use 'fl oz' for a volume, g for a mass"
     for name in ("oz", "ounce", "ounces")
@@ -203,8 +240,7 @@ class Factor:
     """Something that can be logged: key, label, canonical unit, kind and entry rules.
 
     `kind` is "amount" (correlated by quantity) or "event" (taken / not taken, the amount is detail).
-    `extra_units` are factor-only units as (name, size in canonical units), e.g. ("drink", 10.0);
-    the name with an 's' added is accepted too.
+    `extra_units` are the factor's own units (household measures, standard drinks), as Measures.
     `max_amount` is the sanity bound for one entry, in canonical units.
     `default_amount` is used when an event is logged without an amount (None: amount required).
     """
@@ -216,7 +252,7 @@ class Factor:
     aliases: tuple[str, ...] = ()
     quick_adds: tuple[QuickAdd, ...] = ()
     max_amount: float = math.inf
-    extra_units: tuple[tuple[str, float], ...] = ()
+    extra_units: tuple[Measure, ...] = ()
     default_amount: float | None = None
     unit_hint: str = ""
     description: str = ""
@@ -233,24 +269,46 @@ class Factor:
         """mass, volume, time or count: the dimension of the canonical unit."""
         return _UNITS_BY_SYMBOL[self.unit].dimension
 
-    def allowed_units(self) -> tuple[str, ...]:
-        """Units accepted for this factor, canonical first, then the factor-only ones."""
+    def allowed_units(self, named: str | None = None) -> tuple[str, ...]:
+        """Units accepted for this factor (logged under the name `named`), canonical first,
+        then the factor's own measures."""
         same_dimension = [s for s in known_unit_symbols(self.dimension) if s != self.unit]
-        return (self.unit, *same_dimension, *(name for name, _ in self.extra_units))
+        own = [m.name for m in self.measures(named)]
+        return (self.unit, *[u for u in same_dimension if u not in own], *own)
 
-    def to_canonical(self, value: Any, unit: str | None = None) -> float:
-        """`value` in `unit` (None or '' for the canonical unit) as a checked canonical amount."""
+    def measures(self, named: str | None = None) -> tuple[Measure, ...]:
+        """The factor's own units that apply under the name `named` (None: the general ones)."""
+        return tuple(m for m in self.extra_units if m.applies(named))
+
+    def units_text(self, named: str | None = None) -> str:
+        """The allowed units for a message, measures with their size: 'mL, L or glass (250 mL)'."""
+        own = self.measures(named)
+        names = {m.name for m in own}
+        plain = [self.unit, *[u for u in known_unit_symbols(self.dimension)
+                              if u not in (self.unit, *names)]]  # fmt: skip
+        plain = [
+            f"{u} ({format_number(convert(1.0, u, self.unit))} {self.unit})"
+            if u in HOUSEHOLD_UNITS
+            else u
+            for u in plain
+        ]
+        parts = plain + [f"{m.name} ({format_number(m.size)} {self.unit})" for m in own]
+        return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
+
+    def to_canonical(self, value: Any, unit: str | None = None, named: str | None = None) -> float:
+        """`value` in `unit` (None or '' for the canonical unit) as a checked canonical amount;
+        `named` is the name the factor was logged under (for measures such as a cup of coffee)."""
         shown = f"'{format_number(value)} {unit}'" if unit and _is_real(value) else None
         value = check_amount_value(value, shown)
-        amount = tidy(value * self._scale_of(value, unit))
+        amount = tidy(value * self._scale_of(value, unit, named))
         if amount > self.max_amount:
             raise IntakeError(self._too_much_message(amount, shown, unit))
         return amount
 
-    def parse(self, text: str) -> float:
+    def parse(self, text: str, named: str | None = None) -> float:
         """A typed amount such as '1.5 L' or '2' (canonical unit) as a checked canonical amount."""
         value, unit = parse_amount(text)
-        return self.to_canonical(value, unit)
+        return self.to_canonical(value, unit, named)
 
     def to_dict(self) -> dict[str, Any]:
         """The factor for the UI or for storage of custom factors."""
@@ -260,16 +318,22 @@ class Factor:
             "unit": self.unit,
             "kind": self.kind,
             "units": list(self.allowed_units()),
+            "measures": [
+                {"name": m.name, "size": m.size, "when_named": m.when_named}
+                for m in self.extra_units
+            ],
+            "aliases": list(self.aliases),
+            "needs_unit": self.dimension != COUNT,
             "quick_adds": [{"label": q.label, "amount": q.amount} for q in self.quick_adds],
             "max_amount": self.max_amount if math.isfinite(self.max_amount) else None,
             "custom": self.custom,
         }
 
-    def _scale_of(self, value: float, unit: str | None) -> float:
+    def _scale_of(self, value: float, unit: str | None, named: str | None = None) -> float:
         """Size of one `unit` in canonical units, or an IntakeError naming the allowed units."""
         if unit is None or not unit.strip():
             return 1.0
-        size = self._extra_unit_size(unit)
+        size = self._extra_unit_size(unit, named)
         if size is not None:
             return size
         found = lookup_unit_or_none(unit)
@@ -279,18 +343,17 @@ class Factor:
                 problem = f"{key!r} is ambiguous (an ounce of mass or of volume)"
             else:
                 problem = f"unknown unit {unit.strip()!r}"
-            raise IntakeError(f"{self.key}: {problem}; give {self._allowed_text()}")
+            raise IntakeError(f"{self.key}: {problem}; give {self.units_text(named)}")
         if found.dimension != self.dimension:
-            raise IntakeError(self._wrong_dimension_message(value, unit, found))
+            raise IntakeError(self._wrong_dimension_message(value, unit, found, named))
         return found.scale / _UNITS_BY_SYMBOL[self.unit].scale
 
-    def _extra_unit_size(self, unit: str) -> float | None:
-        """Size of a factor-only unit ('drink', also as 'drinks'), or None."""
-        key = _unit_key(unit)
-        for name, size in self.extra_units:
-            if key in (_unit_key(name), _unit_key(name) + "s"):
-                return size
-        return None
+    def _extra_unit_size(self, unit: str, named: str | None = None) -> float | None:
+        """Size of one of the factor's own units ('drink', also as 'drinks'), or None; a
+        measure for the name logged under wins over a general one."""
+        matching = [m for m in self.measures(named) if m.spelt(unit)]
+        matching.sort(key=lambda m: not m.when_named)
+        return matching[0].size if matching else None
 
     def _too_much_message(self, amount: float, shown: str | None, unit: str | None) -> str:
         converted = shown is not None and lookup_unit_or_none(unit) != _UNITS_BY_SYMBOL[self.unit]
@@ -301,21 +364,19 @@ class Factor:
             "allowed in one entry; check the amount and its unit"
         )
 
-    def _wrong_dimension_message(self, value: float, unit: str, found: Unit) -> str:
+    def _wrong_dimension_message(
+        self, value: float, unit: str, found: Unit, named: str | None = None
+    ) -> str:
         hint = f" ({self.unit_hint})" if self.unit_hint else ""
         return (
             f"{self.key} is {self._measured_in()}; '{format_number(value)} {unit.strip()}' "
-            f"is {_article(found.dimension)}: give {self._allowed_text()}{hint}"
+            f"is {_article(found.dimension)}: give {self.units_text(named)}{hint}"
         )
 
     def _measured_in(self) -> str:
         if self.dimension != COUNT:
             return f"measured in {self.unit}"
         return "a count" if self.unit == "count" else f"counted in {self.unit}s"
-
-    def _allowed_text(self) -> str:
-        units = self.allowed_units()
-        return units[0] if len(units) == 1 else f"{', '.join(units[:-1])} or {units[-1]}"
 
 
 def _is_real(value: Any) -> bool:
@@ -328,7 +389,11 @@ def _article(dimension: str) -> str:
 
 def _factor(key: str, label: str, unit: str, **fields: Any) -> Factor:
     quick = tuple(QuickAdd(text, float(amount)) for text, amount in fields.pop("quick_adds", ()))
-    return Factor(key, label, unit, quick_adds=quick, **fields)
+    own = tuple(Measure(*spec) for spec in fields.pop("extra_units", ()))
+    return Factor(key, label, unit, quick_adds=quick, extra_units=own, **fields)
+
+
+_TABLET_HINT = "a tablet's content varies: give the mg on its label"
 
 
 _STANDARD_DRINK_G = 10.0
@@ -338,6 +403,7 @@ BUILTIN_FACTORS: tuple[Factor, ...] = (
         aliases=("h2o", "fluid", "fluids", "drinking water"),
         quick_adds=(("glass 250 mL", 250), ("bottle 500 mL", 500)),
         max_amount=20_000.0,
+        extra_units=(("glass", 250.0), ("bottle", 500.0), ("can", 330.0)),
         description="What you drank, as a volume.",
     ),
     _factor(
@@ -345,6 +411,7 @@ BUILTIN_FACTORS: tuple[Factor, ...] = (
         aliases=("mg", "magnesium supplement"),
         quick_adds=(("200 mg", 200), ("400 mg", 400)),
         max_amount=5_000.0,
+        unit_hint=_TABLET_HINT,
         description="Elemental magnesium, from food or supplements.",
     ),
     _factor(
@@ -352,12 +419,14 @@ BUILTIN_FACTORS: tuple[Factor, ...] = (
         aliases=("k",),
         quick_adds=(("banana (about 420 mg)", 420), ("99 mg tablet", 99)),
         max_amount=20_000.0,
+        unit_hint=_TABLET_HINT,
     ),
     _factor(
         "calcium", "Calcium", "mg",
         aliases=("ca",),
         quick_adds=(("glass of milk (about 300 mg)", 300), ("500 mg tablet", 500)),
         max_amount=10_000.0,
+        unit_hint=_TABLET_HINT,
     ),
     _factor(
         "sodium", "Sodium", "mg",
@@ -380,9 +449,15 @@ BUILTIN_FACTORS: tuple[Factor, ...] = (
     ),
     _factor(
         "caffeine", "Caffeine", "mg",
+        aliases=("coffee", "tea", "espresso", "cola"),
         quick_adds=(("coffee (about 95 mg)", 95), ("espresso (about 63 mg)", 63),
                     ("tea (about 47 mg)", 47)),
         max_amount=2_000.0,
+        extra_units=(("cup", 95.0, "coffee"), ("mug", 140.0, "coffee"), ("cup", 47.0, "tea"),
+                     ("mug", 70.0, "tea"), ("shot", 63.0, "espresso"), ("cup", 63.0, "espresso"),
+                     ("can", 34.0, "cola")),
+        unit_hint="coffee, tea, espresso and cola can be logged by the cup, mug, shot or can: "
+        "'coffee 1 cup' is 95 mg",
     ),
     _factor(
         "alcohol", "Alcohol", "g",
@@ -510,11 +585,38 @@ class Catalogue:
             raise IntakeError(f"unknown factor {name!r}: known factors are {known}")
         return factor
 
-    def resolve(self, name: str, unit: str | None = None) -> Factor:
-        """The known factor for `name`, or a new (not yet registered) custom factor in `unit`."""
+    def resolve(self, name: str, unit: str | None = None, *, new_factor: bool = False) -> Factor:
+        """The known factor for `name`, or a new (not yet registered) custom factor in `unit`.
+
+        A name close to a known one is an UnknownFactorError ("did you mean magnesium?") unless
+        `new_factor` confirms that a factor of its own is meant."""
         if not isinstance(name, str):
             raise IntakeError(f"factor must be a name, not {type(name).__name__}")
-        return self.find(name) or make_custom_factor(name, unit)
+        found = self.find(name)
+        if found is not None:
+            return found
+        close = () if new_factor else self.suggest(name)
+        if close:
+            labels = " or ".join(self._factors[k].label.lower() for k in close)
+            raise UnknownFactorError(
+                f"unknown factor {name.strip()!r}: did you mean {labels}? If {name.strip()!r} "
+                "is a factor of its own, confirm it as a new factor",
+                close,
+            )
+        return make_custom_factor(name, unit)
+
+    def suggest(self, name: str, cutoff: float = 0.75) -> tuple[str, ...]:
+        """Keys of the factors whose names or aliases are spelt close to `name`, closest first."""
+        folded = normalise_name(name)
+        if len(folded) < 3:
+            return ()
+        keys = []
+        names = [n for n in self._names if len(n) >= 4]  # 'na', 'k', 'hd' are too short to tell
+        for close in difflib.get_close_matches(folded, names, n=6, cutoff=cutoff):
+            key = self._names[close]
+            if key not in keys:
+                keys.append(key)
+        return tuple(keys[:3])
 
     def register(self, factor: Factor) -> Factor:
         """Add a custom factor (idempotent); a clash with another factor is an IntakeError."""
@@ -576,8 +678,10 @@ __all__ = [
     "Catalogue",
     "Factor",
     "IntakeError",
+    "Measure",
     "QuickAdd",
     "Unit",
+    "UnknownFactorError",
     "check_amount_value",
     "convert",
     "custom_factor_key",

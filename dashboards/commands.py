@@ -46,6 +46,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("amount", help="e.g. 300mg, '1.5 L', 2 (in the factor's unit)")
     add.add_argument("--time", help="when (ISO 8601; local time when no offset; default now)")
     add.add_argument("--note", default=None)
+    add.add_argument(
+        "--new-factor",
+        action="store_true",
+        help="FACTOR is a new factor of its own, even if it is spelt like a known one",
+    )
     _db_options(add)
     add.set_defaults(func=run_intake_add)
     imported = actions.add_parser("import", help="import a Cronometer daily-nutrition CSV")
@@ -71,7 +76,7 @@ def _open(args: argparse.Namespace, prog: str):
 
 
 def run_intake_add(args: argparse.Namespace) -> int:
-    from dashboards.catalogue import IntakeError
+    from dashboards.catalogue import IntakeError, UnknownFactorError
     from dashboards.store import StoreError
 
     prog = "crampwatch intake add"
@@ -79,11 +84,14 @@ def run_intake_add(args: argparse.Namespace) -> int:
         store, log = _open(args, prog)
         with store:
             payload = {"factor": args.factor, "amount": args.amount, "note": args.note}
+            if args.new_factor:
+                payload["new_factor"] = True
             if args.time:
                 payload["time"] = args.time
             entry, new = log.add(payload, "cli")
     except (IntakeError, StoreError, ValueError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        hint = " (--new-factor confirms it)" if isinstance(error, UnknownFactorError) else ""
+        print(f"{prog}: error: {error}{hint}", file=sys.stderr)
         return 2
     verb = "logged" if new else "already logged"
     print(

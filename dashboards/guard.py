@@ -15,8 +15,8 @@ forgery, and a body limit on every route.
   (application/json; text/csv for the import), which no page on another origin can send without
   a CORS preflight that the dashboard never grants (so `fetch(..., {mode: "no-cors"})` and HTML
   forms cannot reach it); a valid bearer token is accepted instead. A form posted to a page must
-  carry the process's CSRF token (`csrf_token` field or `X-CSRF-Token` header; templates get it
-  as `csrf_token`).
+  carry the process's CSRF token (`csrf_token` field or `X-CSRF-Token` header; the pages'
+  forms get it from `csrf_input()`, `dashboards.web`).
 - **Bodies.** Every route has a body limit (64 KB unless the route says otherwise), checked on
   the declared length before anything is read, and on the bytes as they stream in: a 300 MB
   upload is refused after at most the limit has been read.

@@ -28,11 +28,13 @@ from typing import IO, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dashboards.catalogue import (
+    COUNT,
     Catalogue,
     Factor,
     IntakeError,
     check_amount_value,
     convert,
+    format_number,
     lookup_unit,
     parse_amount,
 )
@@ -45,7 +47,9 @@ SOURCES = ("form", "api", "mqtt", "cli", "cronometer", "import")
 # Sources that may leave `time` out (it is then "now"). MQTT may not: a redelivered message would get
 # a new time, so a new derived id, and be counted twice.
 TIME_OPTIONAL_SOURCES = ("form", "cli", "api")
-PAYLOAD_FIELDS = ("schema", "entry_id", "time", "factor", "amount", "unit", "note", "source")
+PAYLOAD_FIELDS = (
+    "schema", "entry_id", "time", "factor", "amount", "unit", "note", "source", "new_factor",
+)  # fmt: skip
 MAX_PAYLOAD_BYTES = 8192
 MAX_NOTE_CHARS = 500
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
@@ -245,12 +249,22 @@ def _factor_and_amount(fields: Mapping[str, Any], catalogue: Catalogue) -> tuple
     if name is None or (isinstance(name, str) and not name.strip()):
         raise IntakeError("factor is missing: give a factor such as 'water' or 'magnesium'")
     value, unit = _amount_and_unit(fields.get("amount"), fields.get("unit"))
-    factor = catalogue.resolve(name, unit)
+    new_factor = fields.get("new_factor", False)
+    if not isinstance(new_factor, bool):
+        raise IntakeError("new_factor must be true or false")
+    factor = catalogue.resolve(name, unit, new_factor=new_factor)
     if value is None:
         if factor.default_amount is None:
-            raise IntakeError(f"amount is missing: give the {factor.key} amount in {factor.unit}")
+            raise IntakeError(
+                f"amount is missing: give the {factor.key} amount in {factor.units_text(name)}"
+            )
         return factor, factor.default_amount
-    return factor, factor.to_canonical(value, unit)
+    if unit is None and factor.dimension != COUNT:
+        number = format_number(value)
+        raise IntakeError(
+            f"{name.strip()}: '{number}' has no unit: give it in {factor.units_text(name)}"
+        )
+    return factor, factor.to_canonical(value, unit, name)
 
 
 def _amount_and_unit(amount: Any, unit: Any) -> tuple[float | None, str | None]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import IO, Any
 
-from dashboards.catalogue import Catalogue, IntakeError
+from dashboards.catalogue import Catalogue, IntakeError, factor_from_record, format_number
 from dashboards.intake import IntakeEntry, entry_from_payload, read_cronometer_daily
 from dashboards.live_feed import LiveFeed
 from dashboards.store import Store
@@ -18,8 +18,16 @@ IMPORT_BATCH = 1000
 
 
 def load_catalogue(store: Store) -> Catalogue:
-    """The built-in factors plus the custom ones this store has seen."""
-    return Catalogue(custom=[dict(row) for row in store.custom_factors()])
+    """The built-in factors plus the custom ones this store has seen. A custom factor whose name
+    is now a built-in one (an older 'coffee', now caffeine) is left out with a warning; its
+    entries stay as they were logged."""
+    catalogue = Catalogue()
+    for row in store.custom_factors():
+        try:
+            catalogue.register(factor_from_record(dict(row)))
+        except IntakeError as error:
+            log.warning("custom factor %r is not used: %s", row["key"], error)
+    return catalogue
 
 
 @dataclass
@@ -33,6 +41,27 @@ class IntakeLog:
         """Validate and store an entry; returns it and whether it was new. IntakeError if bad."""
         entry = entry_from_payload(payload, self.catalogue, source=source, local_tz=self.tz)
         return entry, self._store(entry)
+
+    def check(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """What `payload` would be stored as, in words too; nothing is stored or registered.
+        IntakeError (UnknownFactorError with suggestions) if it would be refused."""
+        entry = entry_from_payload(
+            payload, self.catalogue, source="api", local_tz=self.tz, register_custom=False
+        )
+        return {**entry.to_dict(), "shown": self.describe(payload, entry),
+                "new_factor": entry.factor not in self.catalogue}  # fmt: skip
+
+    def describe(self, payload: dict[str, Any], entry: IntakeEntry) -> str:
+        """'1 glass water = 250 mL water', or '300 mg magnesium' when nothing was converted."""
+        found = self.catalogue.find(entry.factor)
+        label = (found.label if found else entry.factor.replace("_", " ")).lower()
+        stored = f"{format_number(entry.amount)} {entry.unit} {label}"
+        amount, unit = payload.get("amount"), payload.get("unit")
+        given = " ".join(str(p).strip() for p in (amount, unit) if p not in (None, ""))
+        name = str(payload.get("factor", "")).strip()
+        if not given or given in (f"{format_number(entry.amount)} {entry.unit}",):
+            return stored
+        return f"{given} {name} = {stored}"
 
     def replace(self, entry_id: str, payload: dict[str, Any]) -> IntakeEntry:
         """Edit an entry in place (same id); IntakeError if it does not exist or is bad."""

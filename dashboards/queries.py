@@ -1,50 +1,63 @@
-"""What the pages and the API show, read from the store and put through the analysis."""
+"""What the pages and the API show, read from the store and put through the analysis.
+
+Every read answers whatever the store holds: device times are read within the plausible window
+(`validation.plausible_window`), and a row that cannot be shown is skipped and counted
+(`UnreadableRows`, with the checks in `dashboards.stored_rows`); the count is on the device page.
+"""
 
 from __future__ import annotations
 
-import json
+import threading
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
+import numpy as np
+
 from dashboards.analysis import (
-    CrampRecord,
     Insights,
-    IntakeRecord,
     NightSummary,
-    SessionRecord,
-    daily_totals,
+    daily_totals_of,
     insights,
     night_of,
-    summarize_nights,
 )
 from dashboards.catalogue import Catalogue
-from dashboards.store import Store
-from dashboards.validation import (
-    Invalid,
-    UnreadableRows,
-    check_envelope_trace,
-    number,
-    plausible_window,
+from dashboards.ingest import validate_envelope, validate_state
+from dashboards.night_summaries import (
+    NightSummaries,
+    event_target,
+    marker_target,
+    plausible_span,
+    session_key,
 )
+from dashboards.store import Store, StoredIntake
+from dashboards.stored_rows import (
+    aware_time,
+    event_payload,
+    event_row,
+    intake_entry,
+    intake_figures,
+    quality_row,
+    session_record,
+    timed_row,
+)
+from dashboards.timebase import iso, night_window, parse_time, utc_seconds
+from dashboards.validation import MAX_MAGNITUDE, Invalid, UnreadableRows, strict_json
 
-NIGHT_START = time(18, 0)
-NIGHT_HOURS = 18  # 18:00 to 12:00
+__all__ = ["LabelError", "Queries", "iso", "night_window", "parse_time"]
+
+# A marker press this close to a detected cramp (before its onset, after its end) belongs to it.
+MARKER_BEFORE_S = 60.0
+MARKER_AFTER_S = 180.0
+# Missed cramps reported at a marker press are exported for research as this stretch around it.
+MISSED_BEFORE_S = 60.0
+MISSED_AFTER_S = 60.0
+VERDICTS_FOR = {"cramp": ("cramp", "not_cramp"), "movement": (), "marker": ("missed_cramp",)}
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def night_window(night: date, tz: tzinfo) -> tuple[datetime, datetime]:
-    """A night's start and end as aware UTC times (18:00 local to 12:00 the next day)."""
-    start = datetime.combine(night, NIGHT_START, tzinfo=tz)
-    end = datetime.combine(night + timedelta(days=1), time(12, 0), tzinfo=tz)
-    return start.astimezone(UTC), end.astimezone(UTC)
+class LabelError(ValueError):
+    """A verdict that cannot be given: no such event or press, or not a verdict for it."""
 
 
 @dataclass
@@ -55,27 +68,15 @@ class Queries:
     min_good_minutes: float = 240.0
     min_nights: int = 10
     unreadable: UnreadableRows = field(default_factory=UnreadableRows)
+    summaries: NightSummaries = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summaries = NightSummaries(self.store, self.tz, self.min_good_minutes, self.unreadable)
+        self._cache: dict[Any, Any] = {}
+        self._cache_version: tuple[int, int] | None = None
+        self._cache_lock = threading.Lock()
 
     # -- nights ----------------------------------------------------------------------------
-
-    def ended_events(self, start: str | None = None, end: str | None = None) -> list[CrampRecord]:
-        """Ended events starting in [start, end); rows that cannot be read are skipped, counted."""
-        rows = self.store.query(
-            "SELECT event_id, channel, kind, start, end, duration_s, peak_uv FROM event"
-            " WHERE phase = 'ended' AND start >= ? AND start <= ?"
-            " AND (? IS NULL OR start >= ?) AND (? IS NULL OR start < ?) ORDER BY start",
-            (*plausible_window(), start, start, end, end),
-        )
-        return list(self.unreadable.read("event", rows, _cramp_record, lambda r: r["event_id"]))
-
-    def sessions(self) -> list[SessionRecord]:
-        rows = self.store.query(
-            "SELECT device, session_start, recorded_s, good_s FROM session"
-            " WHERE session_start >= ? AND session_start <= ?",
-            plausible_window(),
-        )
-        key = lambda r: f"{r['device']} {r['session_start']}"  # noqa: E731
-        return list(self.unreadable.read("session", rows, _session_record, key))
 
     def nights(self, first: date | None = None, last: date | None = None) -> list[NightSummary]:
         """Nights from `first` to `last`; a missing end is the data's, never past the other end."""
@@ -83,42 +84,39 @@ class Queries:
             last = max(first, self.last_night() or first)
         if last is not None and first is None:
             first = min(last, self.first_night() or last)
-        start = iso(night_window(first, self.tz)[0]) if first else None
-        end = iso(night_window(last, self.tz)[1]) if last else None
-        return summarize_nights(
-            self.ended_events(start, end),
-            self.sessions(),
-            self.tz,
-            min_good_minutes=self.min_good_minutes,
-            first=first,
-            last=last,
-        )
+        return self.summaries.nights(first, last)
+
+    def night(self, day: date) -> NightSummary:
+        return self.summaries.nights(day, day)[0]
 
     def last_night(self) -> date | None:
-        return self._night_at("MAX")
+        return self.cached(("night_at", "last"), lambda: self._night_at(last=True))
 
     def first_night(self) -> date | None:
-        return self._night_at("MIN")
+        return self.cached(("night_at", "first"), lambda: self._night_at(last=False))
 
-    def _night_at(self, end: str) -> date | None:
-        """The night of the latest (MAX) or earliest (MIN) session or event."""
-        window = plausible_window()
-        rows = self.store.query(
-            f"SELECT {end}(m) AS moment FROM (SELECT {end}(session_start) AS m FROM session"
-            " WHERE session_start >= ? AND session_start <= ?"
-            f" UNION ALL SELECT {end}(start) FROM event WHERE start >= ? AND start <= ?)",
-            (*window, *window),
-        )
-        text = rows[0]["moment"] if rows else None
-        if text is None:
+    def _night_at(self, *, last: bool) -> date | None:
+        """The latest (or earliest) night with anything stored: the nights with a summary
+        (plausible, readable sessions, events and marker presses), and an afternoon recording
+        (12:00-18:00, in no night's figures) with the night that follows it."""
+        nights = self.summaries.stored_nights()
+        found = [nights[-1] if last else nights[0]] if nights else []
+        bounds = self.summaries.stored_bounds()
+        if bounds is not None:
+            moment = bounds[1] if last else bounds[0]
+            if night_of(moment, self.tz) is None:
+                found.append(moment.astimezone(self.tz).date())
+        if not found:
             return None
-        try:
-            moment = parse_time(text)
-        except ValueError as error:
-            self.unreadable.skip("event or session", text, error)
-            return None
-        night = night_of(moment, self.tz)
-        return night if night is not None else moment.astimezone(self.tz).date()
+        return max(found) if last else min(found)
+
+    def neighbours(self, day: date) -> tuple[date | None, date | None]:
+        """The nights with anything stored just before and just after `day`."""
+        nights = self.summaries.stored_nights()
+        at = bisect_left(nights, day)
+        following = at + 1 if at < len(nights) and nights[at] == day else at
+        return (nights[at - 1] if at > 0 else None,
+                nights[following] if following < len(nights) else None)  # fmt: skip
 
     # -- one night -------------------------------------------------------------------------
 
@@ -127,77 +125,265 @@ class Queries:
 
         The timeline spans 12:00 to 12:00, so that what happened in the afternoon before the
         night (a nap, a test) is shown too; nightly figures count 18:00 to 12:00 only."""
-        night_start, end = night_window(night, self.tz)
-        start = iso(night_start - timedelta(hours=6))
-        end = iso(end)
-        events = self.store.query(
-            "SELECT payload FROM event WHERE start >= ? AND start < ? ORDER BY start, phase",
+        start, end = self._timeline_window(night)
+        rows = self.store.query(
+            "SELECT event_id, payload FROM event WHERE start >= ? AND start < ?"
+            " ORDER BY start, phase",
             (start, end),
         )
         by_id: dict[str, dict[str, Any]] = {}
-        payloads = self.unreadable.read(
-            "event",
-            events,
-            lambda r: self._event_payload(r["payload"]),
-            lambda r: r["payload"][:80],
-        )
-        for payload in payloads:  # an ended message supersedes its started one
+        for payload in self._event_payloads(rows):  # an ended message supersedes its started one
             if payload["event_id"] not in by_id or payload["phase"] == "ended":
                 by_id[payload["event_id"]] = payload
-        quality = self.store.query(
-            "SELECT device, channel, at, problems FROM quality WHERE at >= ? AND at < ?"
-            " ORDER BY at",
-            (start, end),
-        )
-        markers = self.store.query(
-            "SELECT device, at, source FROM marker WHERE at >= ? AND at < ? ORDER BY at",
-            (start, end),
-        )
         return {
             "night": night.isoformat(),
             "from": start,
             "to": end,
             "events": sorted(by_id.values(), key=lambda e: e["start"]),
-            "problems": _problem_stretches(quality, end),
-            "markers": [dict(m) for m in markers],
+            "problems": self._problems(start, end),
+            "markers": [dict(m) for m in self._markers(start, end)],
         }
 
-    def event(self, event_id: str) -> dict[str, Any] | None:
+    def _timeline_window(self, night: date) -> tuple[str, str]:
+        """12:00 before the night to 12:00 after it, within the plausible window."""
+        night_start, end = night_window(night, self.tz)
+        return plausible_span(iso(night_start - timedelta(hours=6)), iso(end))
+
+    def _event_payloads(self, rows: list[Any]) -> list[dict[str, Any]]:
+        """Stored event messages that can be shown (the others skipped and counted)."""
+        return list(self.unreadable.read(
+            "event", rows, lambda r: event_payload(r["payload"], self.unreadable),
+            lambda r: r["event_id"],
+        ))  # fmt: skip
+
+    def _problems(self, start: str, end: str) -> list[dict[str, Any]]:
         rows = self.store.query(
-            "SELECT payload FROM event WHERE event_id = ? ORDER BY phase = 'ended' DESC",
+            "SELECT device, channel, at, problems FROM quality WHERE at >= ? AND at < ?"
+            " ORDER BY at",
+            (start, end),
+        )
+        key = lambda r: f"{r['device']} {r['channel']} {r['at']}"  # noqa: E731
+        return _problem_stretches(
+            list(self.unreadable.read("quality", rows, quality_row, key)), end
+        )
+
+    def _markers(self, start: str, end: str) -> list[dict[str, Any]]:
+        rows = self.store.query(
+            "SELECT device, at, source FROM marker WHERE at >= ? AND at < ? ORDER BY at",
+            (start, end),
+        )
+        key = lambda r: f"{r['device']} {r['at']}"  # noqa: E731
+        return list(self.unreadable.read("marker", rows, timed_row, key))
+
+    def night_page(self, night: date) -> dict[str, Any]:
+        """Everything the night page shows: the summary, sessions, events per calf (without
+        their traces), signal problems, marker presses, the patient's word, the neighbours."""
+        start, end = self._timeline_window(night)
+        rows = self.store.query(
+            "SELECT event_id, phase, device, channel, kind, start, end, duration_s, peak_uv"
+            " FROM event WHERE start >= ? AND start < ? ORDER BY start, phase",
+            (start, end),
+        )
+        by_id: dict[str, dict[str, Any]] = {}
+        for event in self.unreadable.read("event", rows, event_row, lambda r: r["event_id"]):
+            if event["event_id"] not in by_id or event["phase"] == "ended":
+                by_id[event["event_id"]] = event
+        verdicts = {t: r["verdict"] for t, r in self.store.labels(start, end).items()}
+        events = sorted(by_id.values(), key=lambda e: e["start"])
+        for event in events:
+            event["verdict"] = verdicts.get(event_target(event["event_id"]))
+            event["in_night"] = night_of(parse_time(event["start"]), self.tz) == night
+        cramps = [e for e in events if e["kind"] == "cramp"]
+        markers = []
+        for marker in self._markers(start, end):
+            target = marker_target(marker["device"], marker["at"])
+            marker["target"] = target
+            marker["verdict"] = verdicts.get(target)
+            marker["cramp"] = _cramp_near(parse_time(marker["at"]), cramps)
+            markers.append(marker)
+        sessions = self._sessions(start, end)
+        previous, following = self.neighbours(night)
+        return {
+            "night": night,
+            "summary": self.night(night),
+            "events": events,
+            "cramps": cramps,
+            "movements": [e for e in events if e["kind"] == "movement"],
+            "markers": markers,
+            "problems": self._problems(start, end),
+            "sessions": sessions,
+            "channels": sorted(
+                {e["channel"] for e in events} | {c for s in sessions for c in s["good_s"]}
+            ),
+            "window": _axis(night, self.tz, sessions, events),
+            "previous": previous,
+            "next": following,
+        }
+
+    def _sessions(self, start: str, end: str) -> list[dict[str, Any]]:
+        """Sessions started in [start, end): their good signal per channel and their measures
+        parsed (rows that cannot be read skipped and counted)."""
+        rows = self.store.query(
+            "SELECT device, session_start, recorded_s, good_s, measures FROM session"
+            " WHERE session_start >= ? AND session_start < ? ORDER BY session_start",
+            (start, end),
+        )
+
+        def read(row: Any) -> dict[str, Any]:
+            record = session_record(row)
+            return {"device": record.device, "session_start": row["session_start"],
+                    "recorded_s": record.recorded_s, "good_s": dict(record.good_s),
+                    "measures": self.summaries.measures(row)}  # fmt: skip
+
+        return list(self.unreadable.read("session", rows, read, session_key))
+
+    # -- one event -------------------------------------------------------------------------
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """The event's ended message (else its started one), if it can be shown."""
+        rows = self.store.query(
+            "SELECT event_id, payload FROM event WHERE event_id = ? ORDER BY phase = 'ended' DESC",
             (event_id,),
         )
-        found = self.unreadable.read(
-            "event", rows[:1], lambda r: self._event_payload(r["payload"]), lambda r: event_id
-        )
-        return next(iter(found), None)
+        found = self._event_payloads(rows[:1])
+        return found[0] if found else None
 
-    def _event_payload(self, text: str) -> dict[str, Any]:
-        """A stored event message (a ValueError when it lacks what the pages use); a trace that
-        cannot be drawn is left out and counted."""
-        payload = json.loads(text)
-        for name in ("event_id", "kind", "channel", "start", "phase"):
-            if not isinstance(payload.get(name), str):
-                raise ValueError(f"stored event without {name!r}")
-        for name in ("start_s", "duration_s"):
-            number(payload.get(name), name)
-        if payload.get("envelope") is not None:
-            try:
-                check_envelope_trace(payload["envelope"])
-            except Invalid as error:
-                self.unreadable.skip("event envelope", payload["event_id"], error)
-                payload["envelope"] = None
-        return payload
+    def event_page(self, event_id: str) -> dict[str, Any] | None:
+        """An event with its night, the patient's word, and the same cramp on other channels."""
+        event = self.event(event_id)
+        if event is None:
+            return None
+        for optional in ("end", "end_s", "peak_uv", "mean_uv", "floor_uv", "area_uvs",
+                         "median_freq_hz", "quality", "envelope"):  # fmt: skip
+            event.setdefault(optional, None)
+        start = parse_time(event["start"])
+        end = parse_time(event["end"]) if event.get("end") else start
+        others = self.store.query(
+            "SELECT event_id, kind, channel, start, end, duration_s, peak_uv, phase FROM event"
+            " WHERE kind = ? AND channel != ? AND start < ? AND start >= ? ORDER BY start",
+            (event["kind"], event["channel"], iso(end + timedelta(seconds=1)),
+             iso(start - timedelta(hours=1))),
+        )  # fmt: skip
+        overlapping: dict[str, dict[str, Any]] = {}
+        for row in self.unreadable.read("event", others, event_row, lambda r: r["event_id"]):
+            other_end = parse_time(row["end"] or row["start"])
+            if other_end >= start and (
+                row["event_id"] not in overlapping or row["phase"] == "ended"
+            ):
+                overlapping[row["event_id"]] = row
+        label = self.store.labels(event["start"], iso(start + timedelta(milliseconds=1)))
+        verdict = label.get(event_target(event_id))
+        return {
+            "event": event,
+            "night": night_of(start, self.tz),
+            "session_start": start - timedelta(seconds=float(event["start_s"])),
+            "verdict": verdict["verdict"] if verdict else None,
+            "others": list(overlapping.values()),
+        }
+
+    # -- the patient's word ----------------------------------------------------------------
+
+    def set_label(self, target: str, verdict: str | None) -> dict[str, Any]:
+        """Record (or, with None, take back) the patient's verdict on an event or a press."""
+        kind, at = self._target(target)
+        if verdict is not None and verdict not in VERDICTS_FOR[kind]:
+            allowed = " or ".join(VERDICTS_FOR[kind]) or "nothing (only cramps are asked about)"
+            raise LabelError(f"a {kind} can be labelled {allowed}, not {verdict!r}")
+        self.store.set_label(target, verdict, at)
+        return {"target": target, "verdict": verdict, "at": at}
+
+    def _target(self, target: str) -> tuple[str, str]:
+        """(kind, time) of a label target, or a LabelError."""
+        if target.startswith("event:"):
+            event = self.event(target.removeprefix("event:"))
+            if event is None:
+                raise LabelError(f"there is no event {target.removeprefix('event:')!r}")
+            return event["kind"], event["start"]
+        if target.startswith("marker:") and "@" in target:
+            device, at = target.removeprefix("marker:").split("@", 1)
+            if self.store.query("SELECT 1 FROM marker WHERE device = ? AND at = ?", (device, at)):
+                return "marker", at
+            raise LabelError(f"there is no marker press of {device!r} at {at!r}")
+        raise LabelError(
+            f"{target!r} is not 'event:<event id>' or 'marker:<device>@<time>' of a stored one"
+        )
+
+    def labels(self, night: date | None = None) -> list[dict[str, Any]]:
+        """Every verdict (of one night), with what it is about, oldest first."""
+        start, end = self._timeline_window(night) if night else (None, None)
+        labels = self.store.labels(start, end).items()
+        return list(self.unreadable.read("label", labels, self._label, lambda item: item[0]))
+
+    def _label(self, item: tuple[str, Any]) -> dict[str, Any]:
+        """A verdict with what it is about and its night."""
+        target, row = item
+        out = {"target": target, "verdict": row["verdict"], "at": row["at"],
+               "answered": row["answered"], "start": row["at"]}  # fmt: skip
+        if target.startswith("event:"):
+            event = self.store.query(
+                "SELECT device, channel, kind, start, end FROM event WHERE event_id = ?"
+                " ORDER BY phase = 'ended' DESC LIMIT 1",
+                (target.removeprefix("event:"),),
+            )
+            if event:
+                out |= {"event_id": target.removeprefix("event:"), **dict(event[0])}
+        else:
+            device, at = target.removeprefix("marker:").split("@", 1)
+            out |= {"device": device, "kind": "marker", "start": at, "end": at}
+        moment = aware_time(out["start"], "start")
+        out["night"] = (night_of(moment, self.tz) or moment.date()).isoformat()
+        return out
+
+    def research_export(self, night: date) -> dict[str, Any]:
+        """The night's answered detections and the patient's word as ground truth, in seconds
+        from the start of the night's first recording (the files `crampwatch evaluate` reads).
+
+        Truth: cramps the patient confirmed, and cramps they reported at a marker press that
+        nothing detected (MISSED_BEFORE_S before to MISSED_AFTER_S after the press, as the
+        extent is unknown). Detections: every cramp they answered for (yes or no), so that the
+        scores are by their word: a "not a cramp" is a false detection, a missed one a miss."""
+        page = self.night_page(night)
+        starts = [parse_time(s["session_start"]) for s in page["sessions"]]  # read checked
+        origin = min(starts) if starts else night_window(night, self.tz)[0]
+
+        def seconds(text: str) -> float:
+            return round((parse_time(text) - origin).total_seconds(), 3)
+
+        answered = [
+            {**e, "end": e["end"] or e["start"]}  # an end always, even where the store lacks it
+            for e in page["events"] if e["verdict"] and e["phase"] == "ended"
+        ]  # fmt: skip
+        detections = [
+            {"type": "event", "event_id": e["event_id"], "kind": e["kind"], "phase": "ended",
+             "channel": e["channel"], "start_s": seconds(e["start"]), "end_s": seconds(e["end"]),
+             "start": e["start"], "end": e["end"], "verdict": e["verdict"]}
+            for e in answered
+        ]  # fmt: skip
+        truth = [
+            {"kind": "cramp", "start_s": seconds(e["start"]), "end_s": seconds(e["end"]),
+             "channel": e["channel"], "why": "confirmed"}
+            for e in answered if e["verdict"] == "cramp"
+        ]  # fmt: skip
+        for marker in page["markers"]:
+            if marker["verdict"] == "missed_cramp":
+                at = seconds(marker["at"])
+                truth.append({"kind": "cramp", "start_s": round(at - MISSED_BEFORE_S, 3),
+                              "end_s": round(at + MISSED_AFTER_S, 3), "channel": "",
+                              "why": "missed, reported at a marker press"})  # fmt: skip
+        truth.sort(key=lambda t: t["start_s"])
+        unanswered = sum(1 for e in page["cramps"] if not e["verdict"])
+        return {"night": night.isoformat(), "origin": iso(origin), "detections": detections,
+                "truth": truth, "unanswered_cramps": unanswered}  # fmt: skip
 
     # -- intake and insights ---------------------------------------------------------------
 
-    def intake_records(self) -> list[IntakeRecord]:
-        rows = self.store.query("SELECT entry_id, time, factor, amount FROM intake")
-        kinds = {f: self._kind(f) for f in {r["factor"] for r in rows}}
-        record = lambda r: IntakeRecord(  # noqa: E731
-            parse_time(r["time"]), r["factor"], r["amount"], kinds[r["factor"]]
-        )
-        return list(self.unreadable.read("intake", rows, record, lambda r: r["entry_id"]))
+    def intake_entries(
+        self, start: str | None = None, end: str | None = None, *, limit: int = -1,
+        offset: int = 0,
+    ) -> list[StoredIntake]:  # fmt: skip
+        """`Store.intakes` without the entries a page cannot show (skipped and counted)."""
+        entries = self.store.intakes(start, end, limit=limit, offset=offset)
+        return list(self.unreadable.read("intake", entries, intake_entry, lambda e: e.entry_id))
 
     def _kind(self, factor: str) -> str:
         found = self.catalogue.find(factor)
@@ -207,13 +393,59 @@ class Queries:
         return [r["factor"] for r in self.store.query("SELECT DISTINCT factor FROM intake")]
 
     def daily_totals(self) -> dict[date, dict[str, float]]:
-        """Intake per local day and factor, in canonical units."""
-        return daily_totals(self.intake_records(), self.tz)
+        """Intake per local day and factor, in canonical units (kept until the data change)."""
+        return self.cached("daily_totals", self._daily_totals)
+
+    def _daily_totals(self) -> dict[date, dict[str, float]]:
+        return daily_totals_of(*self._intake_columns(), self.tz)
+
+    def _intake_columns(self) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Every intake entry's time (POSIX seconds), factor and amount: all at once when they
+        are as intake stores them, else entry by entry, skipping (and counting) the unreadable."""
+        ids, times, factors, amounts = self.store.columns(
+            "SELECT entry_id, time, factor, amount FROM intake", 4
+        )
+        if _stored_as_intake_does(times, factors, amounts):
+            try:
+                seconds, values = utc_seconds(times), np.array(amounts, dtype=float)
+            except ValueError:
+                pass
+            else:
+                if np.isfinite(seconds).all() and ((values >= 0) & (values <= MAX_MAGNITUDE)).all():
+                    return seconds, list(factors), values
+        rows = zip(ids, times, factors, amounts, strict=True)
+        kept = list(self.unreadable.read(
+            "intake", rows, lambda r: intake_figures(*r[1:]), lambda r: r[0]
+        ))  # fmt: skip
+        return (np.array([k[0] for k in kept], dtype=float), [k[1] for k in kept],
+                np.array([k[2] for k in kept], dtype=float))  # fmt: skip
+
+    def cached(self, key: Any, compute: Any) -> Any:
+        """`compute()`, kept until the store's data change."""
+        version = self.store.version()
+        with self._cache_lock:
+            if self._cache_version != version:
+                self._cache.clear()
+                self._cache_version = version
+            if key in self._cache:
+                return self._cache[key]
+        value = compute()
+        with self._cache_lock:
+            if self._cache_version == version:
+                self._cache[key] = value
+        return value
 
     def insights(
         self, include_incomplete: bool = False
     ) -> tuple[Insights, list[NightSummary], dict[date, dict[str, float]]]:
-        """The insights, and the nights and daily totals behind them."""
+        """The insights, and the nights and daily totals behind them (kept until the data
+        change)."""
+        return self.cached(("insights", include_incomplete),
+                            lambda: self._insights(include_incomplete))  # fmt: skip
+
+    def _insights(
+        self, include_incomplete: bool
+    ) -> tuple[Insights, list[NightSummary], dict[date, dict[str, float]]]:
         totals = self.daily_totals()
         nights = self.nights()
         factors = {f for per in totals.values() for f in per}
@@ -225,13 +457,69 @@ class Queries:
         )  # fmt: skip
         return result, nights, totals
 
+    # -- the report ------------------------------------------------------------------------
+
+    def cramps_between(self, first: date, last: date) -> list[dict[str, Any]]:
+        """Cramps of nights `first`..`last` (detected, with the patient's word; and missed ones
+        they reported), oldest first; detected cramps they rejected are marked so."""
+        start, end = iso(night_window(first, self.tz)[0]), iso(night_window(last, self.tz)[1])
+        start, end = plausible_span(start, end)
+        rows = self.store.query(
+            "SELECT event_id, device, kind, channel, start, end, duration_s, peak_uv FROM event"
+            " WHERE kind = 'cramp' AND phase = 'ended' AND start >= ? AND start < ? ORDER BY start",
+            (start, end),
+        )
+        verdicts = {t: r["verdict"] for t, r in self.store.labels(start, end).items()}
+        cramps = []
+        for item in self.unreadable.read("event", rows, event_row, lambda r: r["event_id"]):
+            item["verdict"] = verdicts.get(event_target(item["event_id"]))
+            item["night"] = night_of(parse_time(item["start"]), self.tz)
+            if item["night"] is not None:
+                cramps.append(item)
+        for marker in self._markers(start, end):
+            if verdicts.get(marker_target(marker["device"], marker["at"])) == "missed_cramp":
+                cramps.append({"event_id": None, "device": marker["device"], "channel": None,
+                               "start": marker["at"], "end": None, "duration_s": None,
+                               "peak_uv": None, "verdict": "missed_cramp",
+                               "night": night_of(parse_time(marker["at"]), self.tz)})  # fmt: skip
+        return sorted((c for c in cramps if c["night"] is not None), key=lambda c: c["start"])
+
+    def intake_summary(self, first: date, last: date) -> list[dict[str, Any]]:
+        """Per factor over the days `first`..`last`: days logged, total and mean per logged day."""
+        totals = self.daily_totals()
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        logged_days = [d for d in days if d in totals]
+        out = []
+        for factor in sorted({f for d in logged_days for f in totals[d]}):
+            values = [totals[d][factor] for d in logged_days if factor in totals[d]]
+            found = self.catalogue.find(factor)
+            out.append({
+                "factor": factor,
+                "label": found.label if found else factor,
+                "unit": found.unit if found else "",
+                "days": len(values),
+                "mean": sum(values) / len(values),
+                "kind": found.kind if found else "amount",
+            })  # fmt: skip
+        return out
+
     # -- device status ---------------------------------------------------------------------
 
     def _device_json(self, row: Any, column: str) -> dict[str, Any] | None:
+        """The device's latest state or envelope message, if it passes the checks it passed
+        on arrival (else skipped and counted)."""
         if not row[column]:
             return None
+        check = DEVICE_MESSAGES[column]
+
+        def read(text: str) -> dict[str, Any]:
+            payload = strict_json(text)
+            if not isinstance(payload, dict):
+                raise Invalid("not a JSON object")
+            return check(payload, row["device"], datetime.now(UTC))
+
         found = self.unreadable.read(
-            f"device {column}", [row[column]], json.loads, lambda _: row["device"]
+            f"device {column}", [row[column]], read, lambda _: row["device"]
         )
         return next(iter(found), None)
 
@@ -239,23 +527,23 @@ class Queries:
         devices = []
         for row in self.store.query("SELECT * FROM device ORDER BY device"):
             latest_quality = self.store.query(
-                "SELECT channel, at, problems FROM quality WHERE device = ? AND at = "
+                "SELECT device, channel, at, problems FROM quality WHERE device = ? AND at = "
                 "(SELECT MAX(at) FROM quality q WHERE q.device = quality.device AND"
                 " q.channel = quality.channel) ORDER BY channel",
                 (row["device"],),
             )
+            key = lambda q: f"{q['device']} {q['channel']} {q['at']}"  # noqa: E731
             devices.append(
                 {
                     "device": row["device"],
                     "status": row["status"] or "unknown",
-                    "status_at": row["status_at"],
-                    "last_seen": row["last_seen"],
+                    "status_at": _readable_time(row["status_at"]),
+                    "last_seen": _readable_time(row["last_seen"]),
                     "state": self._device_json(row, "state"),
                     "envelope": self._device_json(row, "envelope"),
                     "quality": [
-                        {"channel": q["channel"], "at": q["at"],
-                         "problems": json.loads(q["problems"])}
-                        for q in latest_quality
+                        {"channel": q["channel"], "at": q["at"], "problems": q["problems"]}
+                        for q in self.unreadable.read("quality", latest_quality, quality_row, key)
                     ],
                 }
             )  # fmt: skip
@@ -268,29 +556,65 @@ class Queries:
                 "stored": self.store.counter("stored"),
                 "refused": self.store.counter("refused"),
                 "unreadable_rows": self.unreadable.total(),
-                "recent_refusals": [dict(r) for r in refusals],
+                "recent_refusals": [{**dict(r), "at": _readable_time(r["at"])} for r in refusals],
             },
         }
 
 
-def _cramp_record(row: Any) -> CrampRecord:
-    return CrampRecord(
-        row["event_id"], row["channel"], row["kind"], parse_time(row["start"]),
-        parse_time(row["end"] or row["start"]), number(row["duration_s"], "duration_s"),
-        number(row["peak_uv"] or 0.0, "peak_uv"),
-    )  # fmt: skip
+DEVICE_MESSAGES = {"state": validate_state, "envelope": validate_envelope}
 
 
-def _session_record(row: Any) -> SessionRecord:
-    good_s = json.loads(row["good_s"])
-    if not isinstance(good_s, dict):
-        raise ValueError("good_s is not an object")
-    return SessionRecord(row["device"], parse_time(row["session_start"]), row["recorded_s"], good_s)
+def _stored_as_intake_does(times: Any, factors: Any, amounts: Any) -> bool:
+    """Whether intake columns are all of the types intake writes (UTC text ending in Z, text,
+    numbers): the case for every store that intake alone has written."""
+    return (
+        all(type(t) is str and t.endswith("Z") for t in times)
+        and all(type(f) is str for f in factors)
+        and all(type(a) in (int, float) for a in amounts)
+    )
 
 
-def totals_by_night(totals: dict[date, dict[str, float]], factor: str) -> dict[str, float]:
-    """One factor's daily totals keyed by the night that starts that evening (lag 0)."""
-    return {day.isoformat(): per[factor] for day, per in totals.items() if factor in per}
+def _readable_time(text: Any) -> str | None:
+    """A stored time the pages can write, else None."""
+    try:
+        aware_time(text)
+    except (ValueError, TypeError):
+        return None
+    return text
+
+
+def _cramp_near(moment: datetime, cramps: list[dict[str, Any]]) -> str | None:
+    """The detected cramp a marker press at `moment` belongs to, if any."""
+    for cramp in cramps:
+        if cramp.get("verdict") == "not_cramp":
+            continue
+        start = parse_time(cramp["start"])
+        end = parse_time(cramp["end"]) if cramp["end"] else moment
+        if (start - timedelta(seconds=MARKER_BEFORE_S) <= moment
+                <= end + timedelta(seconds=MARKER_AFTER_S)):  # fmt: skip
+            return cramp["event_id"]
+    return None
+
+
+def _axis(night: date, tz: tzinfo, sessions: list[Any], events: list[dict[str, Any]]) -> dict:
+    """The timeline's span: the recording (or the events) with a margin, within 12:00-12:00;
+    20:00-08:00 when there is nothing."""
+    night_start, night_end = night_window(night, tz)
+    lo_limit = night_start - timedelta(hours=6)
+    spans = [
+        (parse_time(s["session_start"]),
+         parse_time(s["session_start"]) + timedelta(seconds=s["recorded_s"]))
+        for s in sessions
+    ] + [
+        (parse_time(e["start"]), parse_time(e["end"]) if e["end"] else parse_time(e["start"]))
+        for e in events
+    ]  # fmt: skip
+    if not spans:
+        lo, hi = night_start + timedelta(hours=2), night_end - timedelta(hours=4)
+    else:
+        lo = max(lo_limit, min(s for s, _ in spans) - timedelta(minutes=15))
+        hi = min(night_end, max(e for _, e in spans) + timedelta(minutes=15))
+    return {"from": iso(lo), "to": iso(hi)}
 
 
 def _problem_stretches(rows: list[Any], night_end: str) -> list[dict[str, Any]]:
@@ -300,7 +624,7 @@ def _problem_stretches(rows: list[Any], night_end: str) -> list[dict[str, Any]]:
     stretches = []
     for row in rows:
         key = (row["device"], row["channel"])
-        problems = json.loads(row["problems"])
+        problems = row["problems"]  # parsed (stored_rows.quality_row)
         if key in open_:
             stretch = open_.pop(key)
             stretch["to"] = row["at"]

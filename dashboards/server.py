@@ -58,6 +58,7 @@ class DashboardProcess:
     intake: IntakeLog
     ingest: Ingest
     app: object
+    queries: Queries
     mqtt: MqttIngest | None = None
 
     def close(self) -> None:
@@ -92,7 +93,7 @@ def build(
                                broker_link=mqtt.link.status if mqtt else None))  # fmt: skip
     if mqtt is not None:
         mqtt.start()
-    return DashboardProcess(store, feed, intake, ingest, app, mqtt)
+    return DashboardProcess(store, feed, intake, ingest, app, queries, mqtt)
 
 
 def serve(process: DashboardProcess, host: str, port: int) -> None:

@@ -1,8 +1,11 @@
-"""The dashboard's SQLite store (WAL): events, sessions, device status, intake, refusals.
+"""The dashboard's SQLite store (WAL): events, sessions, device status, intake, refusals, the
+patient's word on events, and per-night summaries.
 
 Everything is keyed by its id (`event_id` + phase, `entry_id`, device + session start), so a
 message stored twice, or replayed, changes nothing. The schema is versioned (`PRAGMA
-user_version`) and migrated forward on open.
+user_version`) and migrated forward on open. Every write that can change a night's figures
+notes the time it concerns in `changed` (in the same transaction), so that the per-night
+summaries are recomputed for those nights only (`dashboards.night_summaries`).
 """
 
 from __future__ import annotations
@@ -102,9 +105,43 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # 2: device times in one canonical form; rows no message could now deliver are moved to the
     # refusals (dashboards/store_repair.py)
     _repair,
+    # 3: per-night summaries kept up to date (recomputed only for nights whose data changed),
+    # the patient's word on events and marker presses, measured counts per session (PLMS,
+    # fasciculations), and indexes for the night and report pages
+    """
+    CREATE TABLE night_summary (
+        night TEXT PRIMARY KEY,
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE changed (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE label (
+        target TEXT PRIMARY KEY,
+        verdict TEXT NOT NULL,
+        at TEXT NOT NULL,
+        answered TEXT NOT NULL
+    );
+    CREATE INDEX label_at ON label (at);
+    ALTER TABLE session ADD COLUMN measures TEXT;
+    CREATE INDEX marker_at ON marker (at);
+    CREATE INDEX quality_at ON quality (at);
+    CREATE INDEX event_kind_start ON event (kind, phase, start);
+    INSERT INTO changed (at) VALUES ('*');
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 KEEP_REFUSALS = 1000
+EVERYTHING = "*"  # a change that concerns every night (a migration, another time zone)
+VERDICTS = ("cramp", "not_cramp", "missed_cramp")
+# What a device measured in a session, from its state message (the device's ChannelStates,
+# firmware_host/device/messages.py): the name the night summaries use <- the message's field.
+# Absent means not measured, never 0. Periodic limb movements (WASM 2016): the count and the
+# index per hour of good signal; fasciculations: a count.
+MEASURED_COUNTS = {"plms": "plm_tonight", "fasciculations": "fasciculations_tonight"}
+MEASURED_RATES = {"plm_per_hour": "plm_per_hour"}
 
 
 class StoreError(Exception):
@@ -113,6 +150,21 @@ class StoreError(Exception):
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def session_measures(state: dict[str, Any]) -> dict[str, float]:
+    """What a state message says the device measured this session (MEASURED_COUNTS: whole
+    numbers >= 0; MEASURED_RATES: numbers >= 0), by the summaries' names; others left out."""
+    found: dict[str, float] = {}
+    for name, sent_as in MEASURED_COUNTS.items():
+        value = state.get(sent_as)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            found[name] = value
+    for name, sent_as in MEASURED_RATES.items():
+        value = state.get(sent_as)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            found[name] = float(value)
+    return found
 
 
 @dataclass(frozen=True)
@@ -132,6 +184,7 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._writes = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False)
@@ -171,14 +224,30 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._db:
-            yield self._db
+        with self._lock:
+            try:
+                with self._db:
+                    yield self._db
+            finally:
+                self._writes += 1
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the data may have changed: a write through this store, or a commit
+        by another connection (another process, e.g. `crampwatch intake add`)."""
+        with self._lock:
+            return self._writes, int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cursor = self._db.execute(sql, params)
             cursor.row_factory = sqlite3.Row
             return cursor.fetchall()
+
+    def columns(self, sql: str, n: int, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The `n` columns of a query's rows, each as a tuple (cheaper than rows for many)."""
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return list(zip(*rows, strict=True)) if rows else [() for _ in range(n)]
 
     def close(self) -> None:
         with self._lock:
@@ -200,6 +269,8 @@ class Store:
                 ),
             )  # fmt: skip
             self._seen(db, event["device"])
+            if cursor.rowcount == 1:
+                self._changed(db, event["start"])
             return cursor.rowcount == 1
 
     def add_quality(self, quality: dict[str, Any]) -> bool:
@@ -220,21 +291,28 @@ class Store:
                 (marker["device"], marker["at"], marker["source"]),
             )
             self._seen(db, marker["device"])
+            if cursor.rowcount == 1:
+                self._changed(db, marker["at"])
             return cursor.rowcount == 1
 
     def set_state(self, state: dict[str, Any]) -> None:
         """The device's latest state, and its session's totals (never moved backwards)."""
         good = {c: v["good_s"] for c, v in state["channels"].items()}
+        measures = session_measures(state)
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO session (device, session_start, recorded_s, good_s, cramps, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
+            cursor = db.execute(
+                "INSERT INTO session (device, session_start, recorded_s, good_s, cramps, updated,"
+                " measures) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (device, session_start) DO UPDATE SET recorded_s ="
                 " excluded.recorded_s, good_s = excluded.good_s, cramps = excluded.cramps,"
-                " updated = excluded.updated WHERE excluded.recorded_s >= session.recorded_s",
+                " updated = excluded.updated, measures = excluded.measures"
+                " WHERE excluded.recorded_s >= session.recorded_s",
                 (state["device"], state["session_start"], state["recorded_s"], json.dumps(good),
-                 state["cramps_tonight"], now_iso()),
+                 state["cramps_tonight"], now_iso(),
+                 json.dumps(measures) if measures else None),
             )  # fmt: skip
+            if cursor.rowcount == 1:
+                self._changed(db, state["session_start"])
             latest = db.execute(
                 "SELECT MAX(session_start) FROM session WHERE device = ?", (state["device"],)
             ).fetchone()[0]
@@ -261,6 +339,90 @@ class Store:
         )
         for column, value in columns.items():
             db.execute(f"UPDATE device SET {column} = ? WHERE device = ?", (value, device))
+
+    # -- the patient's word -----------------------------------------------------------------
+
+    def set_label(self, target: str, verdict: str | None, at: str) -> bool:
+        """The patient's verdict on an event ("event:<id>") or a marker press
+        ("marker:<device>@<time>") at time `at`; None takes it back. True when it changed."""
+        if verdict is not None and verdict not in VERDICTS:
+            raise ValueError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+        with self.transaction() as db:
+            if verdict is None:
+                cursor = db.execute("DELETE FROM label WHERE target = ?", (target,))
+            else:
+                cursor = db.execute(
+                    "INSERT INTO label (target, verdict, at, answered) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (target) DO UPDATE SET verdict = excluded.verdict,"
+                    " answered = excluded.answered WHERE verdict != excluded.verdict",
+                    (target, verdict, at, now_iso()),
+                )
+            if cursor.rowcount == 1:
+                self._changed(db, at)
+            return cursor.rowcount == 1
+
+    def labels(self, start: str | None = None, end: str | None = None) -> dict[str, sqlite3.Row]:
+        """The verdicts on things at `start` <= time < `end`, by target."""
+        rows = self.query(
+            "SELECT target, verdict, at, answered FROM label"
+            " WHERE (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) ORDER BY at",
+            (start, start, end, end),
+        )
+        return {row["target"]: row for row in rows}
+
+    # -- per-night summaries ---------------------------------------------------------------
+
+    def changes(self) -> tuple[int, list[str]]:
+        """The newest change number and the times changed so far (EVERYTHING for all)."""
+        rows = self.query("SELECT id, at FROM changed ORDER BY id")
+        return (rows[-1]["id"] if rows else 0), sorted({row["at"] for row in rows})
+
+    def put_night_summaries(
+        self, summaries: dict[str, str], done: int, *, replace_all: bool = False
+    ) -> None:
+        """Store summaries (JSON by night) and forget the changes up to number `done`."""
+        with self.transaction() as db:
+            if replace_all:
+                db.execute("DELETE FROM night_summary")
+            db.executemany(
+                "INSERT INTO night_summary (night, summary) VALUES (?, ?) ON CONFLICT (night)"
+                " DO UPDATE SET summary = excluded.summary",
+                list(summaries.items()),
+            )
+            db.execute("DELETE FROM changed WHERE id <= ?", (done,))
+
+    def drop_night_summaries(self, nights: Sequence[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM night_summary WHERE night = ?", [(n,) for n in nights])
+
+    def night_summaries(self, first: str | None, last: str | None) -> list[str]:
+        """The stored summaries (JSON) of nights `first` to `last` (ISO dates), in order."""
+        rows = self.query(
+            "SELECT summary FROM night_summary WHERE (? IS NULL OR night >= ?)"
+            " AND (? IS NULL OR night <= ?) ORDER BY night",
+            (first, first, last, last),
+        )
+        return [row["summary"] for row in rows]
+
+    def meta(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def mark_everything_changed(self) -> None:
+        with self.transaction() as db:
+            self._changed(db, EVERYTHING)
+
+    @staticmethod
+    def _changed(db: sqlite3.Connection, at: str) -> None:
+        db.execute("INSERT INTO changed (at) VALUES (?)", (at,))
 
     # -- refusals --------------------------------------------------------------------------
 
@@ -343,13 +505,21 @@ class Store:
         )
         return StoredIntake(*rows[0]) if rows else None
 
-    def intakes(self, start: str | None = None, end: str | None = None) -> list[StoredIntake]:
+    def intakes(
+        self, start: str | None = None, end: str | None = None, *, limit: int = -1,
+        offset: int = 0,
+    ) -> list[StoredIntake]:  # fmt: skip
+        """Entries at `start` <= time < `end`, newest first; at most `limit` (-1: all)."""
         rows = self.query(
             "SELECT entry_id, time, factor, amount, unit, note, source FROM intake"
-            " WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) ORDER BY time DESC",
-            (start, start, end, end),
+            " WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) ORDER BY time DESC"
+            " LIMIT ? OFFSET ?",
+            (start, start, end, end, limit, offset),
         )
         return [StoredIntake(*row) for row in rows]
+
+    def intake_count(self) -> int:
+        return int(self.query("SELECT COUNT(*) FROM intake")[0][0])
 
     def put_custom_factor(self, key: str, label: str, unit: str, kind: str) -> None:
         with self.transaction() as db:

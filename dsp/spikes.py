@@ -22,8 +22,10 @@ depend on it.
 
 The envelope is built from sums of squares over short base segments (the greatest common divisor
 of the window and the hop: 10 ms at 1 kHz), so a window's sum is a sum of a few segment sums and
-a blank only zeroes segments; hop k still covers the `window` samples before sample (k + 1) x hop,
-samples before the stream count as zeros.
+a blank only zeroes segments (with the count of their measured samples); hop k still covers the
+`window` samples before sample (k + 1) x hop and is the RMS of the measured samples there, NaN
+when fewer than `min_measured` of them count (samples before the stream are not measured), as in
+:class:`dsp.envelope.HopWindowStatistic`.
 
 Deciding needs the signal up to guard + flank after a peak, and a blank reaches a guard before it,
 so the stage holds back 2 x guard + flank (about 0.31 s) plus the segment in progress: it releases
@@ -69,11 +71,13 @@ class Spike:
 
 @dataclass(frozen=True)
 class Piece:
-    """Consecutive released samples (the band-passed signal and the carried streams) and the
-    envelope hops that end in them, from hop `first_hop` on."""
+    """Consecutive released samples (the band-passed signal, the carried streams and which
+    samples are measured, None: all) and the envelope hops that end in them, from hop
+    `first_hop` on."""
 
     filtered: np.ndarray
     carried: tuple[np.ndarray, ...]
+    measured: np.ndarray | None
     first_hop: int
     envelope: np.ndarray
 
@@ -157,9 +161,9 @@ class SpikeBlankedEnvelope:
         self.max_delay_samples = (2 * self.guard + self.flank + 1) * self.seg
         self.shape_half = max(1, round(SHAPE_HALF_S * fs))
         # Base segments (sums of squares of the counted samples, and how many were counted)
-        # from base segment `_base_first` on; before the stream: zeros that count.
+        # from base segment `_base_first` on; before the stream: nothing measured.
         self._sums = np.zeros((n_channels, self.window_base))
-        self._counts = np.full((n_channels, self.window_base), self.base, dtype=np.int64)
+        self._counts = np.zeros((n_channels, self.window_base), dtype=np.int64)
         self._base_first = -self.window_base
         self._base_done = 0
         # Spike segments: mean power from segment `_first` on (NaN: unknown).
@@ -404,12 +408,13 @@ class SpikeBlankedEnvelope:
             if a >= b:
                 continue
             h0, h1 = a // self.hop - first_hop, b // self.hop - first_hop
-            taken = [stream.take(a, b, i) for i in range(1 + self.n_carried)]
+            taken = [stream.take(a, b, i) for i in range(len(self._held))]
             assert taken[0] is not None
             pieces.append(
                 Piece(
                     taken[0],
-                    tuple(t for t in taken[1:] if t is not None),
+                    tuple(t for t in taken[1:-1] if t is not None),
+                    taken[-1],
                     first_hop + h0,
                     envelope[h0:h1],
                 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,3 +24,25 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+SCREENSHOTS_USED = pytest.StashKey[Path]()
+
+
+@pytest.fixture(scope="session")
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    """Where browser tests save screenshots for people to look at ($CRAMPWATCH_SCREENSHOTS,
+    default <tmp>/crampwatch-screenshots); the folder is printed at the end of the run."""
+    folder = Path(
+        os.environ.get("CRAMPWATCH_SCREENSHOTS")
+        or Path(tempfile.gettempdir()) / "crampwatch-screenshots"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    request.config.stash[SCREENSHOTS_USED] = folder
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    folder = config.stash.get(SCREENSHOTS_USED, None)
+    if folder is not None:
+        terminalreporter.write_line(f"browser screenshots saved in {folder}")

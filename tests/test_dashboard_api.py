@@ -44,7 +44,7 @@ def test_intake_can_be_added_listed_edited_and_deleted(client: TestClient) -> No
     )
     listed = client.get("/api/intake").json()
     assert [e["entry_id"] for e in listed] == [entry["entry_id"]]
-    changed = client.put(f"/api/intake/{entry['entry_id']}", json={"factor": "magnesium", "amount": 400,
+    changed = client.put(f"/api/intake/{entry['entry_id']}", json={"factor": "magnesium", "amount": "400 mg",
                          "time": "2026-11-20T20:00:00+01:00"})  # fmt: skip
     assert changed.status_code == 200 and client.get("/api/intake").json()[0]["amount"] == 400.0
     assert client.delete(f"/api/intake/{entry['entry_id']}").status_code == 200

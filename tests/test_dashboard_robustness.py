@@ -20,6 +20,7 @@ from dashboards.ingest import Ingest
 from dashboards.intake_log import IntakeLog, load_catalogue
 from dashboards.server import build
 from dashboards.store import MIGRATIONS, SCHEMA_VERSION, Store
+from dashboards.web import MAX_RANGE_DAYS, NIGHTS_PAGE_DAYS
 
 TZ = ZoneInfo("UTC")
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
@@ -173,17 +174,47 @@ def _poison_the_store(store: Store) -> None:
                     ("2026-11-20T21:30:00.000Z", 28800.0, '{"left": 28800.0}'),
                     ("2026-11-19T21:30:00.000Z", 28800.0, '"not an object"')]  # fmt: skip
         for start, recorded, good_s in sessions:
-            db.execute("INSERT INTO session VALUES ('bed', ?, ?, ?, 0, '2026-11-21')",
+            db.execute("INSERT INTO session (device, session_start, recorded_s, good_s, cramps,"
+                       " updated) VALUES ('bed', ?, ?, ?, 0, '2026-11-21')",
                        (start, recorded, good_s))  # fmt: skip
         db.execute(
             "INSERT INTO device (device, last_seen, state) VALUES ('bed', '2026-11-21', '[1')"
         )
 
 
+def _poison_the_newer_tables(store: Store) -> None:
+    """Rows the first schema had no room for, or that only pages read: intake, signal quality,
+    marker presses, the patient's word and session measures that no message could deliver."""
+    good_time = "2026-11-20T19:00:00.000Z"
+    with store.transaction() as db:
+        for entry_id, at, amount in (("good-intake", good_time, 250.0), ("bad-time", "not a time", 250.0),
+                                     ("text-amount", good_time, "lots"), ("inf", good_time, 1e999)):  # fmt: skip
+            db.execute("INSERT INTO intake VALUES (?, ?, 'water', ?, 'mL', '', 'api', ?)",
+                       (entry_id, at, amount, good_time))  # fmt: skip
+        db.execute(
+            "INSERT INTO quality VALUES ('bed', 'left', '2026-11-20T23:30:00.000Z', '\"x\"')"
+        )
+        db.execute(
+            "INSERT INTO quality VALUES ('bed', 'left', '2026-11-20T23:40:00.000Z', '{oops')"
+        )
+        db.execute("INSERT INTO marker VALUES ('bed', '2026-11-20Tgarbage', 'button')")
+        db.execute("INSERT INTO label VALUES ('marker:bed@garbage', 'missed_cramp', 'garbage', ?)",
+                   (good_time,))  # fmt: skip
+        db.execute("INSERT INTO session VALUES ('bed', '2026-11-20T22:00:00.000Z', 3600.0,"
+                   " '{\"left\": 3600.0}', 0, ?, '{oops')", (good_time,))  # fmt: skip
+
+
+READS = ("/events/good", "/events/strings", "/events/notjson", "/nights/2026-11-20",
+         "/nights?first=2026-11-01&last=2026-11-30", "/nights?factor=water",
+         "/api/nights?from=2026-11-20", "/api/nights/2026-11-20", "/api/labels",
+         "/api/nights/2026-11-20/truth.csv", "/api/nights/2026-11-20/detections.jsonl",
+         "/report?first=2026-11-01&last=2026-11-30")  # fmt: skip
+
+
 def test_every_page_answers_whatever_the_store_holds(dashboard, client: TestClient) -> None:
     _poison_the_store(dashboard.store)
-    for page in (*PAGES, "/events/good", "/events/strings", "/events/notjson",
-                 "/nights?first=2026-11-01&last=2026-11-30", "/api/nights?from=2026-11-20"):  # fmt: skip
+    _poison_the_newer_tables(dashboard.store)
+    for page in (*PAGES, *READS):
         started = time.monotonic()
         response = client.get(page)
         assert response.status_code in (200, 404), (page, response.text[:300])
@@ -191,11 +222,34 @@ def test_every_page_answers_whatever_the_store_holds(dashboard, client: TestClie
     nights = client.get("/api/nights").json()
     assert [n["night"] for n in nights] == ["2026-11-20"]  # no 1970, no 9999, no bad good_s
     assert nights[-1]["cramps"] == 2  # good, and strings (its trace is left out); others skipped
+    assert nights[-1]["sessions"] == 2  # the one with unreadable measures still counts
     strings = client.get("/events/strings")
     assert strings.status_code == 200 and "No envelope trace" in strings.text
+    assert [e["entry_id"] for e in client.get("/api/intake").json()] == ["good-intake"]
+    assert "lots" not in client.get("/intake").text
     status = client.get("/api/status").json()
-    assert status["ingest"]["unreadable_rows"] >= 3
+    assert status["ingest"]["unreadable_rows"] >= 10
     assert "skipped as unreadable" in client.get("/status").text
+    skipped = dashboard.queries.unreadable.counts()
+    for table in ("event", "session", "intake", "quality", "marker", "label", "session measures",
+                  "device state"):  # fmt: skip
+        assert skipped.get(table), (table, skipped)
+
+
+def test_a_damaged_night_summary_is_skipped_and_counted(dashboard, client: TestClient) -> None:
+    assert send(dashboard, "state", state())
+    assert send(dashboard, "event", event())
+    assert client.get("/api/nights").json()[-1]["cramps"] == 1
+    with dashboard.store.transaction() as db:
+        db.execute("INSERT INTO night_summary VALUES ('2026-11-18', '{oops')")
+        db.execute("""INSERT INTO night_summary VALUES ('2026-11-17', '{"night": "2026-11-17"}')""")
+    assert send(dashboard, "event", event("later", start="2026-11-21T01:00:00.000Z",
+                                          end="2026-11-21T01:01:30.000Z"))  # fmt: skip
+    for page in (*PAGES, "/nights/2026-11-18", "/nights/2026-11-20"):
+        assert client.get(page).status_code == 200, page
+    nights = client.get("/api/nights").json()
+    assert [(n["night"], n["cramps"]) for n in nights] == [("2026-11-20", 2)]
+    assert dashboard.queries.unreadable.counts()["night summary"] == 2
 
 
 def test_the_migration_moves_implausible_rows_to_the_refusals(tmp_path: Path) -> None:
@@ -203,7 +257,7 @@ def test_the_migration_moves_implausible_rows_to_the_refusals(tmp_path: Path) ->
     with sqlite3.connect(path) as db:  # a store as the first schema left it
         db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version=1; COMMIT;")
     old = Store.__new__(Store)  # write through today's code paths without migrating
-    old.path, old._lock = path, __import__("threading").RLock()
+    old.path, old._lock, old._writes = path, __import__("threading").RLock(), 0
     old._db = sqlite3.connect(path, check_same_thread=False)
     _poison_the_store(old)
     with old.transaction() as db:
@@ -241,13 +295,18 @@ def test_the_migration_moves_implausible_rows_to_the_refusals(tmp_path: Path) ->
 
 
 def test_the_nights_pages_show_at_most_a_year_and_say_so(dashboard, client: TestClient) -> None:
-    send(dashboard, "state", state(session_start="2020-01-02T21:30:00Z", recorded_s=3600.0))
-    send(dashboard, "state", state())
-    page = client.get("/nights").text
-    assert page.count('<a href="/?night=') == 366
-    assert "At most a year of nights is shown at a time." in page
+    early = {"left": {"state": "idle", "since": "2020-01-02T21:30:00Z", "good_s": 3600.0}}
+    assert send(dashboard, "state", state(session_start="2020-01-02T21:30:00Z", recorded_s=3600.0,
+                                          channels=early))  # fmt: skip
+    assert send(dashboard, "state", state())
+    assert client.get("/api/nights", params={"from": "2020-01-01", "to": "2020-01-03"}).json()[1][
+        "has_data"
+    ]
+    page = client.get("/nights").text  # the default period, not the seven years stored
+    assert page.count('<a href="/nights/20') == NIGHTS_PAGE_DAYS
+    assert 'id="range-note"' not in page
     asked = client.get("/nights", params={"first": "2020-01-01", "last": "2026-11-20"}).text
-    assert asked.count('<a href="/?night=') == 366
+    assert asked.count('<a href="/nights/20') == MAX_RANGE_DAYS == 366
     assert "At most a year is shown at a time: 2025-11-20 to 2026-11-20" in asked
     report = client.get("/report", params={"first": "2019-01-01", "last": "2026-11-20"})
     assert report.status_code == 200 and "At most a year is shown" in report.text

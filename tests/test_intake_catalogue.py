@@ -199,7 +199,8 @@ def test_medication_is_counted_in_doses_not_mg() -> None:
 
 def test_unknown_and_ambiguous_units_for_a_factor_list_the_allowed_ones() -> None:
     water = Catalogue().get("water")
-    assert "unknown unit 'glasses'; give mL, L" in error_of(water.parse, "2 glasses")
+    assert water.parse("2 glasses") == 500  # a household measure of water
+    assert "unknown unit 'buckets'; give mL, L" in error_of(water.parse, "2 buckets")
     message = error_of(water.parse, "8 oz")
     assert "ambiguous" in message and "fl oz" in message
 
@@ -235,10 +236,9 @@ def _unit_cases() -> list[tuple[Factor, str]]:
 @given(st.sampled_from(_unit_cases()), st.floats(min_value=0, max_value=1, allow_nan=False))
 def test_parse_to_canonical_round_trip(case: tuple[Factor, str], fraction: float) -> None:
     factor, unit = case
-    size = (
-        dict(factor.extra_units).get(unit)
-        or lookup_unit(unit).scale / lookup_unit(factor.unit).scale
-    )
+    size = {m.name: m.size for m in factor.measures()}.get(unit) or lookup_unit(
+        unit
+    ).scale / lookup_unit(factor.unit).scale
     value = float(f"{fraction * factor.max_amount / size:.6g}")
     if value * size > factor.max_amount:
         return
@@ -387,7 +387,7 @@ def test_naive_time_is_read_in_the_local_zone() -> None:
 
 
 def test_time_may_be_left_out_except_over_mqtt() -> None:
-    payload = {"factor": "water", "amount": 250}
+    payload = {"factor": "water", "amount": 250, "unit": "mL"}
     assert entry(payload, source="form").time == NOW
     assert entry(payload, source="api").time == NOW
     assert "time is missing" in error_of(entry, payload, source="mqtt")
@@ -501,6 +501,7 @@ def test_any_valid_entry_survives_json(key: str, fraction: float, moment: dateti
         "time": moment.isoformat(),
         "factor": key,
         "amount": fraction * factor.max_amount,
+        "unit": factor.unit,
         "note": note,
     }
     first = entry(payload, catalogue)

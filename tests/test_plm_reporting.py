@@ -59,14 +59,23 @@ def test_replay_summary_reports_plm_per_channel_and_combined(
     assert "legs together: 5 PLM in 1 series" in err and "per hour of good signal" in err
 
 
-def test_the_retained_state_carries_plm_counts_and_index() -> None:
-    plan = plm_plan()
+SESSION_START = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
+
+
+def scored_states() -> tuple[ChannelStates, list[bool]]:
+    """The device's state after the PLM night went through the pipeline, and whether each
+    block's figures were worth a state message."""
     pipeline = Pipeline(PipelineConfig(fs=FS, channels=LEGS))
-    states = ChannelStates("bedroom", LEGS, datetime(2026, 11, 21, 22, 0, tzinfo=UTC))
+    states = ChannelStates("bedroom", LEGS, SESSION_START, tz=UTC)
     changed = []
-    for block in SyntheticEMG(plan, seed=5).blocks(10000):
+    for block in SyntheticEMG(plm_plan(), seed=5).blocks(10000):
         changed.append(states.set_limb_movements(pipeline.process(block).limb_movements))
     changed.append(states.set_limb_movements(pipeline.finish().limb_movements))
+    return states, changed
+
+
+def test_the_retained_state_carries_plm_counts_and_index() -> None:
+    states, changed = scored_states()
     payload = json.loads(states.payload(300.0))
     assert payload["plm_tonight"] == 5 and payload["plm_series"] == 1
     assert payload["plm_per_hour"] == pytest.approx(60.0, rel=0.05)
@@ -129,3 +138,19 @@ def test_the_dashboard_refuses_bad_plm_figures(ingest: Ingest, change: dict, rea
     assert not _send(ingest, _state(**change))
     refusal = ingest.store.query("SELECT reason FROM refusal")[0]["reason"]
     assert reason in refusal
+
+
+def test_the_dashboard_shows_the_plm_figures_the_device_sends(tmp_path: Path) -> None:
+    from dashboards.server import build
+
+    states, _ = scored_states()
+    sent = states.payload(300.0)
+    process = build(tmp_path / "dashboard.db", broker=None, tz=UTC)
+    try:
+        assert process.ingest.handle("crampwatch/bedroom/state", sent)
+        night = process.queries.night(SESSION_START.date())
+        assert night.plms == json.loads(sent)["plm_tonight"] == 5
+        assert night.plm_per_hour == json.loads(sent)["plm_per_hour"]
+        assert night.fasciculations is None  # not measured by this device
+    finally:
+        process.close()

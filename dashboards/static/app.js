@@ -1,8 +1,11 @@
 "use strict";
-// crampwatch dashboard: the overview timeline, live updates (server-sent events) and the intake
-// log. Every text from the server is inserted as text (textContent), never as HTML.
+// crampwatch dashboard: live updates on top of the server-rendered pages (server-sent events:
+// the parts that changed are fetched again as HTML and swapped in), the intake form (factor
+// picker, preview, "did you mean", delete that asks first) and the report's print button.
+// Every text from the server is inserted as text (textContent), never as HTML.
 
 const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
 
 function el(tag, attributes = {}, text = "") {
   const node = document.createElement(tag);
@@ -11,124 +14,75 @@ function el(tag, attributes = {}, text = "") {
   return node;
 }
 
-function svg(tag, attributes = {}) {
-  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
-  return node;
+class ApiError extends Error {
+  constructor(message, body) { super(message); this.body = body; }
 }
 
-function localTime(iso, withDate = false) {
-  const moment = new Date(iso);
-  if (Number.isNaN(moment.getTime())) return iso;
-  const options = { hour: "2-digit", minute: "2-digit" };
-  if (withDate) Object.assign(options, { year: "numeric", month: "2-digit", day: "2-digit" });
-  return moment.toLocaleString(undefined, options);
-}
-
-function showLocalTimes() {
-  document.querySelectorAll(".local-time[data-utc]").forEach((node) => {
-    node.textContent = localTime(node.dataset.utc, true);
-  });
-}
-
-async function getJSON(url, options) {
+// Changes go to the JSON API, which the request guard lets through from this page's own origin
+// with a JSON (or, for the import, CSV) body; the answer forms carry the guard's CSRF token.
+async function getJSON(url, options = {}) {
   const response = await fetch(url, options);
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error ? (typeof body.error === "string" ? body.error : JSON.stringify(body.error)) : response.statusText);
+  if (!response.ok) {
+    const message = body.error ? (typeof body.error === "string" ? body.error : JSON.stringify(body.error)) : response.statusText;
+    throw new ApiError(message, body);
+  }
   return body;
 }
 
-// -- overview -------------------------------------------------------------------------------
-async function drawTimeline() {
-  const box = $("#timeline");
-  if (!box) return;
-  const wanted = new URLSearchParams(location.search).get("night") || box.dataset.night;
-  const data = await getJSON("/api/events" + (wanted ? "?night=" + encodeURIComponent(wanted) : ""));
-  if (!data.night) return;
-  const name = $("#night-name");
-  if (name) name.textContent = data.night;
-  const from = new Date(data.from).getTime(), to = new Date(data.to).getTime();
-  const width = 900, height = 90, x = (t) => ((new Date(t).getTime() - from) / (to - from)) * width;
-  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "night timeline" });
-  chart.appendChild(svg("rect", { x: 0, y: 0, width, height, fill: "#f6f7f9" }));
-  // 12:00-18:00: the afternoon before the night (shown, not counted in nightly figures)
-  chart.appendChild(svg("rect", { x: 0, y: 0, width: width / 4, height, fill: "#eceef2" }));
-  for (const p of data.problems) {
-    chart.appendChild(svg("rect", { class: "problem", x: x(p.from), y: 0, width: Math.max(1, x(p.to) - x(p.from)), height }));
-  }
-  for (const e of data.events) {
-    const end = e.end || new Date().toISOString();
-    const bar = svg("rect", { class: e.kind, "data-event": e.event_id, x: x(e.start), y: e.kind === "cramp" ? 20 : 50, width: Math.max(2, x(end) - x(e.start)), height: 25 });
-    const title = svg("title");
-    title.textContent = `${e.kind} on ${e.channel}, ${localTime(e.start)}, ${Math.round(e.duration_s)} s`;
-    bar.appendChild(title);
-    bar.addEventListener("click", () => { location.href = "/events/" + encodeURIComponent(e.event_id); });
-    chart.appendChild(bar);
-  }
-  for (const m of data.markers) chart.appendChild(svg("line", { class: "marker", x1: x(m.at), x2: x(m.at), y1: 0, y2: height }));
-  const hours = (to - from) / 3600e3;
-  for (let h = 0; h <= hours; h += 3) {
-    const label = svg("text", { x: (h / hours) * width + 2, y: height - 4, "font-size": 10, fill: "#667085" });
-    label.textContent = localTime(new Date(from + h * 3600e3).toISOString());
-    chart.appendChild(label);
-  }
-  box.replaceChildren(chart);
-  const rows = $("#night-events tbody");
-  rows.replaceChildren(...data.events.map((e) => {
-    const row = el("tr", { "data-event": e.event_id, class: "event-row " + e.kind });
-    const link = el("a", { href: "/events/" + encodeURIComponent(e.event_id) }, localTime(e.start));
-    const cell = el("td"); cell.appendChild(link); row.appendChild(cell);
-    row.appendChild(el("td", {}, e.channel));
-    row.appendChild(el("td", {}, e.phase === "started" ? e.kind + " (in progress)" : e.kind));
-    row.appendChild(el("td", {}, Math.round(e.duration_s) + " s"));
-    row.appendChild(el("td", {}, Math.round(e.peak_uv || 0) + " µV"));
-    return row;
-  }));
+// -- live updates ---------------------------------------------------------------------------
+// A part of a page marked data-live="event,state,..." is fetched again when one of those kinds
+// of change arrives, and replaced by the server's new rendering of it.
+let refreshTimer = null;
+let refreshing = false;
+const pending = new Set();
+
+// At most one refresh at a time, soon after the first change of a burst (not after the last:
+// a busy device never stops talking); changes during a refresh start another when it is done.
+function scheduleRefresh() {
+  if (refreshTimer || refreshing) return;
+  refreshTimer = setTimeout(async () => {
+    refreshTimer = null;
+    refreshing = true;
+    try { await refreshParts(); } catch (error) { console.error(error); }
+    refreshing = false;
+    if (pending.size) scheduleRefresh();
+  }, 150);
 }
 
-async function refreshLive() {
-  const status = await getJSON("/api/status");
-  const live = $("#live");
-  if (!live) return;
-  const heading = el("h2", {}, "Now");
-  const lines = status.devices.map((d) => {
-    const p = el("p", { class: "device" });
-    p.appendChild(el("span", { class: "badge " + d.status }, d.status));
-    let text = " " + d.device;
-    if (d.state) {
-      text += " — " + Object.entries(d.state.channels).map(([n, c]) => `${n}: ${c.state}`).join(", ");
-      text += ` · ${d.state.cramps_tonight} cramp(s) this session`;
-    }
-    p.appendChild(document.createTextNode(text));
-    return p;
-  });
-  live.replaceChildren(heading, ...(lines.length ? lines : [el("p", { class: "muted" }, "No device has reported yet.")]));
+async function refreshParts() {
+  const parts = $$("[data-live]").filter((part) => part.dataset.live.split(",").some((k) => pending.has(k)));
+  pending.clear();
+  if (!parts.length) return;
+  const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const part of parts) {
+    const replacement = fresh.getElementById(part.id);
+    if (!replacement) continue;
+    const open = new Set($$("details[open]", part).map((d) => d.closest("section") && d.closest("section").id));
+    part.replaceChildren(...Array.from(replacement.childNodes).map((n) => document.importNode(n, true)));
+    $$("details", part).forEach((d) => { if (open.has(d.closest("section") && d.closest("section").id)) d.open = true; });
+    if (window.crampwatchCharts) window.crampwatchCharts.drawAll(part);
+  }
 }
 
 function listen() {
-  if (!window.EventSource) return;
+  if (!window.EventSource || !$("[data-live]")) return;
   const source = new EventSource("/api/live");
   source.onmessage = (message) => {
-    const kinds = JSON.parse(message.data);
-    if ($("#timeline") && kinds.some((k) => ["event", "quality", "marker"].includes(k))) drawTimeline();
-    if ($("#live") && kinds.some((k) => ["state", "status", "event"].includes(k))) refreshLive();
+    JSON.parse(message.data).forEach((kind) => pending.add(kind));
+    scheduleRefresh();
   };
 }
 
 // -- intake ---------------------------------------------------------------------------------
-function say(text, ok) {
-  const box = $("#intake-message");
-  box.textContent = text;
-  box.className = ok ? "ok" : "error";
-}
+let factors = [];
 
-function formPayload(form) {
-  const data = Object.fromEntries(new FormData(form));
-  const payload = { factor: data.factor.trim(), amount: data.amount.trim() || null, note: data.note || null };
-  if (data.time) payload.time = data.time.length === 16 ? data.time + ":00" : data.time;
-  // A new id for every new entry: two identical glasses of water are two entries.
-  if (!data.entry_id) payload.entry_id = newId();
-  return payload;
+function say(text, ok, extra = []) {
+  const box = $("#intake-message");
+  box.replaceChildren(el("span", {}, text), ...extra);
+  box.className = ok ? "ok" : "error";
 }
 
 function newId() {
@@ -136,43 +90,160 @@ function newId() {
   return Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16)).join("");
 }
 
+function factorNamed(name) {
+  const folded = name.trim().toLowerCase().replace(/[\s_-]+/g, "_");
+  return factors.find((f) => [f.key, f.label.toLowerCase(), ...f.aliases].some((n) => n.toLowerCase().replace(/[\s_-]+/g, "_") === folded));
+}
+
+function unitOptions(factor, named) {
+  const select = $("#unit-select");
+  const options = [el("option", { value: "" }, factor ? "unit" : "unit (pick what first)")];
+  if (factor) {
+    const own = factor.measures.filter((m) => !m.when_named || m.when_named === named);
+    const ownNames = new Set(own.map((m) => m.name));
+    factor.units.filter((u) => !ownNames.has(u)).forEach((u) => options.push(el("option", { value: u }, u)));
+    own.forEach((m) => options.push(el("option", { value: m.name }, `${m.name} (${m.size} ${factor.unit})`)));
+  }
+  select.replaceChildren(...options);
+}
+
+function choose(name) {
+  const input = $("#factor-input");
+  const factor = factorNamed(name);
+  $$(".choice").forEach((b) => b.setAttribute("aria-selected", String(factor !== undefined && b.dataset.key === factor.key)));
+  const chosen = $("#factor-chosen");
+  if (factor) {
+    const named = name.trim().toLowerCase();
+    chosen.textContent = `${factor.label}, in ${factor.unit}` + (factor.needs_unit ? "" : " (a count)");
+    unitOptions(factor, named);
+  } else if (name.trim()) {
+    chosen.textContent = `"${name.trim()}" is not in the list: it will be checked when you add it.`;
+    unitOptions(null);
+  } else {
+    chosen.textContent = "Pick from the list or type a name.";
+    unitOptions(null);
+  }
+  filter(input.value);
+}
+
+function filter(text) {
+  const words = text.trim().toLowerCase();
+  const picked = factorNamed(text);
+  $$(".choice").forEach((b) => { b.hidden = Boolean(words) && !b.dataset.names.includes(words) && !(picked && b.dataset.key === picked.key); });
+  $$(".quick-add").forEach((b) => {
+    b.hidden = words ? !b.dataset.names.includes(words) && !(picked && b.dataset.factor === picked.key) : !b.dataset.popular;
+  });
+}
+
+function formPayload(form) {
+  const data = Object.fromEntries(new FormData(form));
+  const payload = { factor: data.factor.trim(), amount: data.amount.trim() || null, unit: data.unit || null, note: data.note || null };
+  if (data.time) payload.time = data.time.length === 16 ? data.time + ":00" : data.time;
+  // A new id for every new entry: two identical glasses of water are two entries.
+  if (!data.entry_id) payload.entry_id = newId();
+  return payload;
+}
+
 async function saveIntake(payload, entryId) {
   const url = entryId ? "/api/intake/" + encodeURIComponent(entryId) : "/api/intake";
   return getJSON(url, { method: entryId ? "PUT" : "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload) });
 }
 
+async function preview() {
+  const form = $("#intake-form");
+  const data = formPayload(form);
+  const box = $("#intake-preview");
+  if (!data.factor || (!data.amount && !data.unit)) { box.textContent = ""; return; }
+  const query = new URLSearchParams({ factor: data.factor, amount: data.amount || "", unit: data.unit || "" });
+  try {
+    const checked = await getJSON("/api/intake/check?" + query);
+    box.textContent = "= " + checked.shown.split(" = ").pop();
+    box.className = "muted";
+  } catch (error) {
+    box.textContent = error.message;
+    box.className = "error";
+  }
+}
+
+function offerSuggestions(error, payload, entryId) {
+  const suggestions = (error.body && error.body.suggestions) || [];
+  if (!suggestions.length) { say(error.message, false); return; }
+  const row = el("div", { class: "choices-row" });
+  suggestions.forEach((key) => {
+    const factor = factors.find((f) => f.key === key);
+    const use = el("button", { type: "button", class: "small use-suggestion" }, `Use ${factor ? factor.label.toLowerCase() : key}`);
+    use.addEventListener("click", () => { $("#factor-input").value = key; choose(key); submit({ ...payload, factor: key }, entryId); });
+    row.appendChild(use);
+  });
+  const own = el("button", { type: "button", class: "small secondary new-factor" }, `No, "${payload.factor}" is a new factor`);
+  own.addEventListener("click", () => submit({ ...payload, new_factor: true }, entryId));
+  row.appendChild(own);
+  say(error.message.split("?")[0].replace(/^unknown factor /, "Not known: ") + "?", false, [row]);
+}
+
+async function submit(payload, entryId) {
+  try {
+    const saved = await saveIntake(payload, entryId);
+    const shown = saved.shown || `${saved.amount} ${saved.unit} ${saved.factor}`;
+    say(`Saved: ${shown}.`, true);
+    setTimeout(() => location.reload(), 500);
+  } catch (error) { offerSuggestions(error, payload, entryId); }
+}
+
+function askBeforeDelete(button) {
+  const row = button.closest("tr");
+  const cell = button.closest("td");
+  const keep = Array.from(cell.childNodes);
+  const box = el("span", { class: "confirm" }, "Delete this entry? ");
+  const yes = el("button", { type: "button", class: "small danger confirm-delete" }, "Yes, delete");
+  const no = el("button", { type: "button", class: "small secondary keep" }, "Keep");
+  box.append(yes, no);
+  cell.replaceChildren(box);
+  no.addEventListener("click", () => cell.replaceChildren(...keep));
+  yes.addEventListener("click", async () => {
+    try { await getJSON("/api/intake/" + encodeURIComponent(row.dataset.entry), { method: "DELETE" }); row.remove(); say("Deleted.", true); }
+    catch (error) { cell.replaceChildren(...keep); say(error.message, false); }
+  });
+}
+
 function setUpIntake() {
   const form = $("#intake-form");
   if (!form) return;
-  form.addEventListener("submit", async (event) => {
+  factors = JSON.parse($("#factor-data").textContent);
+  const input = $("#factor-input");
+  filter("");
+  let previewTimer = null;
+  const later = () => { clearTimeout(previewTimer); previewTimer = setTimeout(preview, 300); };
+  input.addEventListener("input", () => { choose(input.value); later(); });
+  $("#amount-input").addEventListener("input", later);
+  $("#unit-select").addEventListener("change", later);
+  $$(".choice").forEach((button) => button.addEventListener("click", () => {
+    input.value = button.dataset.key;
+    choose(button.dataset.key);
+    $("#amount-input").focus();
+  }));
+  form.addEventListener("submit", (event) => {
     event.preventDefault();
-    try {
-      const saved = await saveIntake(formPayload(form), form.entry_id.value);
-      say(`Saved: ${saved.amount} ${saved.unit} ${saved.factor}.`, true);
-      setTimeout(() => location.reload(), 400);
-    } catch (error) { say(error.message, false); }
+    submit(formPayload(form), form.entry_id.value);
   });
-  document.querySelectorAll(".quick-add").forEach((button) => button.addEventListener("click", async () => {
-    try {
-      const saved = await saveIntake({ factor: button.dataset.factor, amount: Number(button.dataset.amount), unit: button.dataset.unit, entry_id: newId() });
-      say(`Saved: ${saved.amount} ${saved.unit} ${saved.factor}.`, true);
-      setTimeout(() => location.reload(), 400);
-    } catch (error) { say(error.message, false); }
+  $("#intake-cancel").addEventListener("click", () => location.reload());
+  $$(".quick-add").forEach((button) => button.addEventListener("click", () => {
+    submit({ factor: button.dataset.factor, amount: Number(button.dataset.amount), unit: button.dataset.unit, entry_id: newId() });
   }));
-  document.querySelectorAll("#intake-log .delete").forEach((button) => button.addEventListener("click", async () => {
+  $$("#intake-log .delete").forEach((button) => button.addEventListener("click", () => askBeforeDelete(button)));
+  $$("#intake-log .edit").forEach((button) => button.addEventListener("click", () => {
     const row = button.closest("tr");
-    try { await getJSON("/api/intake/" + encodeURIComponent(row.dataset.entry), { method: "DELETE" }); row.remove(); say("Deleted.", true); }
-    catch (error) { say(error.message, false); }
-  }));
-  document.querySelectorAll("#intake-log .edit").forEach((button) => button.addEventListener("click", () => {
-    const row = button.closest("tr");
-    form.factor.value = row.dataset.factor;
-    form.amount.value = `${row.dataset.amount} ${row.dataset.unit}`;
+    input.value = row.dataset.factor;
+    choose(row.dataset.factor);
+    form.amount.value = row.dataset.amount;
+    form.unit.value = row.dataset.unit;
     form.note.value = row.dataset.note;
-    const t = new Date(row.dataset.time);
-    form.time.value = new Date(t.getTime() - t.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    form.time.value = row.dataset.time.replace(" ", "T");
     form.entry_id.value = row.dataset.entry;
-    say("Editing: change it and press Add.", true);
+    $("#intake-submit").textContent = "Save changes";
+    $("#intake-cancel").hidden = false;
+    say("Editing: change it and press Save changes.", true);
+    form.scrollIntoView({ behavior: "smooth" });
   }));
   $("#import-button").addEventListener("click", async () => {
     const file = $("#import-file").files[0];
@@ -186,8 +257,8 @@ function setUpIntake() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  showLocalTimes();
   setUpIntake();
-  if ($("#timeline")) drawTimeline().catch((error) => console.error(error));
+  const print = $("#print-button");
+  if (print) print.addEventListener("click", () => window.print());
   listen();
 });
