@@ -293,7 +293,10 @@ class SpikeConfig:
     flank_s: float = 0.15
     """Beyond the guard, this much signal on each side must be quiet (the spike stands alone)."""
     prominence: float = 8.0
-    """The peak segment's power over the mean power of each flank, at least."""
+    """The peak segment's power over each flank's level (the median of its blocks), at least."""
+    train_ratio: float = 4.0
+    """On one side at least, every block of the flank stays this far below the peak (a motor
+    unit firing in a weak contraction has like potentials on both sides)."""
     extent_ratio: float = 2.0
     """Around the peak, segments above this many times the flanks' power are blanked (+1 each side)."""
     min_peak_uv: float = 1.0
@@ -314,6 +317,7 @@ class SpikeConfig:
             "spikes.guard_s and spikes.flank_s must be at least spikes.segment_s",
         )
         _require(self.prominence > 1, "spikes.prominence must be > 1")
+        _require(self.train_ratio >= 1, "spikes.train_ratio must be >= 1")
         _require(
             1 <= self.extent_ratio < self.prominence,
             "spikes.extent_ratio must be at least 1 and below spikes.prominence",

@@ -12,9 +12,11 @@ movement, a walk) keeps its level; only a burst brief and isolated enough to be 
 The rule, on the mean power of short segments (10 ms): a segment is a spike's peak when it is the
 highest within +-`guard_s` (80 ms) and at least `prominence` (8) times the level of the `flank_s`
 (150 ms) beyond the guard on *each* side, so the spike stands alone; a cramp or a movement lasts
-far longer than the guard and is never isolated. A flank's level is the median of its segment
-powers, so neither a neighbouring spike (a heartbeat next to a twitch) nor the edge of a burst
-moves it much.
+far longer than the guard and is never isolated. A flank's level is the median of the mean powers
+of its 5 blocks, so neither a neighbouring spike (a heartbeat next to a twitch) nor the edge of a
+burst moves it much. And on at least one side no block may come within `train_ratio` (4) of the
+peak: a motor unit firing at 6-25 Hz in a weak contraction has like potentials on both sides and
+is a contraction, not a spike.
 The blank covers the segments around the peak, within the guard, whose power is over
 `extent_ratio` (2) x that level, and one segment more on each side. What the spikes are
 (heartbeats in a rhythm, twitches) is for :mod:`dsp.ecg` and :mod:`dsp.twitches`; blanking does not
@@ -152,6 +154,7 @@ class SpikeBlankedEnvelope:
         self.flank_block = max(1, round(config.flank_s / seg_s / 5))
         self.flank = 5 * self.flank_block
         self.prominence = config.prominence
+        self.train_ratio = config.train_ratio
         self.extent_ratio = config.extent_ratio
         self.min_power = config.min_peak_uv**2
         self.n_channels = n_channels
@@ -224,7 +227,8 @@ class SpikeBlankedEnvelope:
         return _Stream(self._released, held, (filtered, *carried, measured))
 
     def _measure(self, stream: _Stream, complete: int) -> None:
-        """Base segments `_base_done`..`complete` - 1, then the spike segments they complete."""
+        """Base segments `_base_done`..`complete` - 1, then the spike segments they complete (the
+        mean power of their measured samples; NaN with less than a quarter measured)."""
         a, b = self._base_done * self.base, complete * self.base
         # the base segment that spans the held tail and the new block on its own, so that the
         # rest is read in place
@@ -247,7 +251,7 @@ class SpikeBlankedEnvelope:
                 power = sums / self.seg
             else:
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    power = np.where(2 * counts >= self.seg, sums / counts, np.nan)
+                    power = np.where(4 * counts >= self.seg, sums / counts, np.nan)
             self._power = np.concatenate([self._power, power], axis=1)
             self._segments = spikes_complete
 
@@ -282,29 +286,43 @@ class SpikeBlankedEnvelope:
 
     def _peaks(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The peaks among columns c0..c1-1: the highest segment within the guard, over the
-        minimum power and `prominence` x the level of the louder flank. A flank's level is the
-        median of the mean powers of its 5 blocks, so a neighbouring spike or the quiet edge of
-        a burst (in up to 2 blocks) leaves it as it is; a flank with a segment that was not
-        measured (before the start, after the end, in a gap) has no level and nothing there is a
-        spike. Sums in a fixed order, minima, maxima and medians: exact over any block split."""
+        minimum power, `prominence` x the level of the louder flank and `train_ratio` x the
+        highest block of the clearer flank. A flank's level is the median of the mean powers of
+        its 5 blocks, so a neighbouring spike or the quiet edge of a burst (in up to 2 blocks)
+        leaves it as it is. Segments that were not measured (before the start, after the end,
+        in a gap) are left out: a flank is judged on the blocks it has, and a flank with none
+        does not count. Sums in a fixed order, minima, maxima and medians: exact over any block
+        split."""
         g, f, b = self.guard, self.flank, self.flank_block
         power = self._power
         finite = np.isfinite(power)
-        counted = np.where(finite, power, np.inf)
+        zeroed = np.where(finite, power, 0.0)
         width = power.shape[1] - b + 1
-        blocks = counted[:, :width].copy()  # block j: mean of segments j .. j + b - 1
+        sums = zeroed[:, :width].copy()  # block j: mean of the segments j .. j + b - 1 it has
+        counts = finite[:, :width].astype(np.int64)
         for j in range(1, b):
-            blocks += counted[:, j : j + width]
-        blocks /= b
+            sums += zeroed[:, j : j + width]
+            counts += finite[:, j : j + width]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            blocks = sums / counts  # NaN: a block with nothing measured
+        complete = bool(counts.all())
 
-        def level(first: int) -> np.ndarray:  # flank from column c + first, for each c
+        def flank(first: int) -> tuple[np.ndarray, np.ndarray]:  # from column c + first
             parts = [blocks[:, c0 + first + k * b : c1 + first + k * b] for k in range(5)]
-            return _median5(*parts)
+            if complete:
+                return _median5(*parts), np.maximum.reduce(parts)
+            return _median_of_measured(np.stack(parts)), np.fmax.reduce(parts)
 
-        louder = np.maximum(level(-g - f), level(g + 1))
+        (median_before, max_before), (median_after, max_after) = flank(-g - f), flank(g + 1)
+        louder = np.fmax(median_before, median_after)
+        clear = np.fmin(max_before, max_after)
         centre = power[:, c0:c1]
         with np.errstate(invalid="ignore"):
-            keep = (centre >= self.prominence * louder) & (centre >= self.min_power)
+            keep = (
+                (centre >= self.prominence * louder)
+                & (centre >= self.train_ratio * clear)
+                & (centre >= self.min_power)
+            )
         chans, idx = np.nonzero(keep)
         if not len(idx):
             return chans, idx, louder[chans, idx]
@@ -477,3 +495,12 @@ def _median5(
     low = np.maximum(np.minimum(a, b), np.minimum(c, d))
     high = np.minimum(np.maximum(a, b), np.maximum(c, d))
     return np.maximum(np.minimum(low, high), np.minimum(np.maximum(low, high), e))
+
+
+def _median_of_measured(parts: np.ndarray) -> np.ndarray:
+    """Element-wise median over the first axis, of the values that are not NaN (the upper one
+    of the middle two for an even number; NaN when there is none)."""
+    ordered = np.sort(parts, axis=0)  # NaN last
+    count = np.isfinite(parts).sum(axis=0)
+    pick = np.take_along_axis(ordered, (count // 2)[None], axis=0)[0]
+    return np.where(count > 0, pick, np.nan)

@@ -77,12 +77,12 @@ def ecg_night() -> tuple:
 
 
 def masked_rms(x: np.ndarray, spikes: list[Spike], window: int, hop: int, n_hops: int) -> np.ndarray:
-    """The reference: RMS of each window's samples outside the spikes (zeros before the start)."""
+    """The reference: RMS of each window's samples outside the spikes (none before the start)."""
     keep = np.ones(x.shape, dtype=bool)
     for spike in spikes:
         keep[spike.start : spike.end, spike.channel] = False
     squares = np.vstack([np.zeros((window, x.shape[1])), np.where(keep, x * x, 0.0)])
-    counted = np.vstack([np.ones((window, x.shape[1])), keep])
+    counted = np.vstack([np.zeros((window, x.shape[1])), keep])
     sums = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(squares, axis=0)])
     counts = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(counted, axis=0)])
     ends = np.arange(1, n_hops + 1) * hop + window
