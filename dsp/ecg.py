@@ -131,6 +131,9 @@ def _unit(shape: np.ndarray | None) -> np.ndarray | None:
 class HeartRhythm:
     """One channel: :meth:`add` spikes in time order, :meth:`settle` to take the final labels."""
 
+    _HEALTH_STEPS = 8
+    """A heart whose last 8 beats came mostly after missed ones is not a heart any more."""
+
     def __init__(self, rules: RhythmRules | None = None, max_lag: int = 0) -> None:
         self.rules = rules or RhythmRules()
         self.max_lag = max_lag
@@ -215,8 +218,9 @@ class HeartRhythm:
     @staticmethod
     def _reach(train: _Train) -> int:
         """A candidate train may bridge one beat that was not seen (an ectopic beat's
-        compensatory pause) once it has three beats in step."""
-        return 2 if train.in_step and len(train.beats) >= 3 else 1
+        compensatory pause) once it has three beats in step, and only once."""
+        bridged = 2 in train.steps[-len(train.beats) + 1 :] if len(train.beats) > 1 else False
+        return 2 if train.in_step and len(train.beats) >= 3 and not bridged else 1
 
     def _fit(self, train: _Train, mark: _Mark, max_k: int) -> int:
         """How many RR after the train's last beat the spike comes (0: it does not fit)."""
@@ -256,10 +260,15 @@ class HeartRhythm:
         if k == 2:
             self._ectopic_before(heart, mark)
         self._extend(heart, mark, k)
+        recent = heart.steps[-self._HEALTH_STEPS :]
+        if len(recent) == self._HEALTH_STEPS and 2 * recent.count(1) < len(recent):
+            self._heart = None  # it no longer beats in step: find the rhythm again
 
     def _extend(self, train: _Train, mark: _Mark, k: int) -> None:
         train.in_step = k == 1
         train.steps.append(k)
+        if train.confirmed:
+            del train.steps[: -self._HEALTH_STEPS]
         if k == 1:
             train.rrs.append(mark.t - train.last.t)
             train.rr = statistics.median(train.rrs)

@@ -108,3 +108,42 @@ def render(beats: list[Beat], fs: float, n_samples: int) -> np.ndarray:
             t_rel = np.arange(i0, i1) / fs - beat.time_s
             y[i0:i1] += ecg_beat(t_rel, beat.rr_s, beat.params)
     return y
+
+
+@dataclass
+class Outcome:
+    """What the pipeline reported over a whole signal."""
+
+    events: list
+    quality_changes: list
+    fasciculations: object
+    limb_movements: object
+    envelope: np.ndarray
+    floors_uv: list[float]
+
+    def ended(self, kind: str | None = None, channel: str | None = None) -> list:
+        return [
+            e
+            for e in self.events
+            if e.phase == "ended" and kind in (None, e.kind) and channel in (None, e.channel)
+        ]
+
+    def notes(self, channel: str) -> list[tuple[float, tuple[str, ...]]]:
+        return [(q.at_s, q.problems) for q in self.quality_changes if q.channel == channel]
+
+
+def run_pipeline(config, x: np.ndarray, block: int = 65_536) -> Outcome:
+    """The pipeline over `x` in blocks (the replay's block size)."""
+    from dsp.pipeline import Pipeline
+
+    pipeline = Pipeline(config, source_id="ecg-tests")
+    outputs = [pipeline.process(x[i : i + block]) for i in range(0, len(x), block)]
+    outputs.append(pipeline.finish())
+    return Outcome(
+        [e for o in outputs for e in o.events],
+        [q for o in outputs for q in o.quality_changes],
+        outputs[-1].fasciculations,
+        outputs[-1].limb_movements,
+        np.concatenate([o.envelope for o in outputs]),
+        [d.floor.value for d in pipeline.detectors],
+    )
