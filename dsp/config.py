@@ -297,11 +297,14 @@ class SpikeConfig:
     train_ratio: float = 4.0
     """On one side at least, every block of the flank stays this far below the peak (a motor
     unit firing in a weak contraction has like potentials on both sides)."""
+    max_width_s: float = 0.135
+    """A spike's core (within 15 dB of its peak) lasts at most this long: a QRS complex or a
+    motor-unit potential, not a jerk or a movement."""
     extent_ratio: float = 2.0
     """Around the peak, segments above this many times the flanks' power are blanked (+1 each side)."""
     min_peak_uv: float = 1.0
     """A spike's peak segment RMS, at least (nothing smaller can lift the envelope)."""
-    count_prominence: float = 16.0
+    count_prominence: float = 12.0
     """A spike that is not a heartbeat counts as a fasciculation from this prominence on (the
     rest are blanked all the same: noise alone seldom stands this far out)."""
 
@@ -318,6 +321,9 @@ class SpikeConfig:
         )
         _require(self.prominence > 1, "spikes.prominence must be > 1")
         _require(self.train_ratio >= 1, "spikes.train_ratio must be >= 1")
+        _require(
+            self.max_width_s >= self.segment_s, "spikes.max_width_s must be at least segment_s"
+        )
         _require(
             1 <= self.extent_ratio < self.prominence,
             "spikes.extent_ratio must be at least 1 and below spikes.prominence",

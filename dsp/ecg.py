@@ -181,7 +181,7 @@ class HeartRhythm:
             if k:
                 self._extend(train, mark, k)
                 if len(train.beats) >= self.rules.confirm_beats:
-                    if self._steady(train):
+                    if self._steady(train) and self._alone(train):
                         self._confirm(train)
                         break
                     del train.beats[0], train.steps[0]  # not yet: judge on without the first
@@ -298,6 +298,20 @@ class HeartRhythm:
             for a, b in zip(rrs, rrs[1:], strict=False)
             if a is not None and b is not None
         )
+
+    def _alone(self, train: _Train) -> bool:
+        """A heart leaves no spike like its beats between them (one, an atrial ectopic beat,
+        at most); a motor unit twitching at random that happened to fall in line leaves many."""
+        first, last = train.beats[0].t, train.last.t
+        members = {id(mark) for mark in train.beats}
+        alike = sum(
+            1
+            for mark in self._window
+            if first < mark.t < last
+            and id(mark) not in members
+            and train.looks_like(mark, self.rules, self.max_lag)
+        )
+        return alike <= 1
 
     def _confirm(self, train: _Train) -> None:
         heart = self._heart

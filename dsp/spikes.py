@@ -5,9 +5,10 @@ fasciculation) are spikes of some 15-150 ms standing well above the EMG around t
 contraction of the muscle, yet in a 250 ms RMS window each lifts the envelope like one, and a train
 of them (70 beats a minute, twitches every second or two) keeps a stretch "active" for minutes.
 This stage finds such spikes on the band-passed signal and computes the raw-mode RMS envelope
-without them: each window's RMS is over its other samples, the EMG between the spikes. Blanking
-takes samples out, never energy out of the samples that stay, so sustained activity (a cramp, a
-movement, a walk) keeps its level; only a burst brief and isolated enough to be a spike goes.
+without them: a spike's samples count at the power of the EMG around it (the level of its
+flanks), so each window's RMS is that of the EMG between the spikes. Sustained activity (a cramp,
+a movement, a walk) is never a spike and keeps its level; only a burst brief and isolated enough
+to be a spike is replaced.
 
 The rule, on the mean power of short segments (10 ms): a segment is a spike's peak when it is the
 highest within +-`guard_s` (80 ms) and at least `prominence` (8) times the level of the `flank_s`
@@ -17,20 +18,26 @@ of its 5 blocks, so neither a neighbouring spike (a heartbeat next to a twitch) 
 burst moves it much. And on at least one side no block may come within `train_ratio` (4) of the
 peak: a motor unit firing at 6-25 Hz in a weak contraction has like potentials on both sides and
 is a contraction, not a spike.
-The blank covers the segments around the peak, within the guard, whose power is over
-`extent_ratio` (2) x that level, and one segment more on each side. What the spikes are
+A spike is brief: its core (segments within 15 dB of its peak, and over `prominence` x the level),
+and any other stretch that strong near it, lasts at most `max_width_s` (0.135 s: a QRS complex through
+the band-pass lasts some 70-130 ms at that width, a motor-unit potential tens of ms; a jerk or a
+movement lasts longer). The blank covers the run of segments
+over `extent_ratio` (2) x the level that holds the peak, and any other such run within guard +
+flank that holds a segment as strong as a spike (a twitch just before a QRS), one segment more
+on each side. What the spikes are
 (heartbeats in a rhythm, twitches) is for :mod:`dsp.ecg` and :mod:`dsp.twitches`; blanking does not
 depend on it.
 
 The envelope is built from sums of squares over short base segments (the greatest common divisor
 of the window and the hop: 10 ms at 1 kHz), so a window's sum is a sum of a few segment sums and
-a blank only zeroes segments (with the count of their measured samples); hop k still covers the
+a blank only refills segments (at the spike's level, for their measured samples); hop k still covers the
 `window` samples before sample (k + 1) x hop and is the RMS of the measured samples there, NaN
 when fewer than `min_measured` of them count (samples before the stream are not measured), as in
 :class:`dsp.envelope.HopWindowStatistic`.
 
-Deciding needs the signal up to guard + flank after a peak, and a blank reaches a guard before it,
-so the stage holds back 2 x guard + flank (about 0.31 s) plus the segment in progress: it releases
+Deciding needs the signal up to guard + flank after a peak, and a blank may reach as far before
+it, so the stage holds back 2 x (guard + flank) (about 0.47 s) plus the segment in progress: it
+releases
 the band-passed signal, the streams carried along with it and the envelope hops that much later, in
 pieces cut at multiples of `align` (the pipeline's ticks) where it can, so that no block is copied.
 Segment sums are added in a fixed order, each window's sum is its own, and each candidate is judged
@@ -47,6 +54,7 @@ import numpy as np
 
 from dsp.config import SpikeConfig
 
+_CORE_DROP = 30.0  # a spike's core: within 15 dB of its peak (and over prominence x the level)
 SHAPE_HALF_S = 0.04
 """A spike's waveform is kept from this long before its centre to this long after."""
 
@@ -61,7 +69,7 @@ class Spike:
     start: int
     """First blanked sample."""
     end: int
-    """One past the last blanked sample."""
+    """One past the last blanked sample (the blank is `blanked`, within start..end)."""
     peak_uv: float
     """RMS of its peak segment (uV)."""
     prominence: float
@@ -69,6 +77,8 @@ class Spike:
     shape: np.ndarray = field(compare=False, repr=False, default_factory=lambda: np.empty(0))
     """The band-passed signal from SHAPE_HALF_S before its centre to as long after (zeros past
     either end of the stream)."""
+    blanked: tuple[tuple[int, int], ...] = ()
+    """The sample ranges taken out of the envelope."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,13 @@ class SpikeBlankedEnvelope:
         self.flank_block = max(1, round(config.flank_s / seg_s / 5))
         self.flank = 5 * self.flank_block
         self.prominence = config.prominence
+        # (at least 3 segments: at low rates a segment is long and the band smears a spike)
+        # A spike's core is timed on base segments when they are long enough to hold a power
+        # (4 ms or more), else on spike segments; at least 3 of them (at low rates a segment is
+        # long and the band smears a spike).
+        self.width_step = self.per_seg if self.base / fs < 0.004 else 1
+        step_s = self.width_step * self.base / fs
+        self.max_width = max(3, math.floor(config.max_width_s / step_s + 1e-9))
         self.train_ratio = config.train_ratio
         self.extent_ratio = config.extent_ratio
         self.min_power = config.min_peak_uv**2
@@ -161,7 +178,7 @@ class SpikeBlankedEnvelope:
         self.n_carried = n_carried
         self.align = max(1, align)
         self.min_measured = max(1, min_measured)
-        self.max_delay_samples = (2 * self.guard + self.flank + 1) * self.seg
+        self.max_delay_samples = (2 * (self.guard + self.flank) + 1) * self.seg
         self.shape_half = max(1, round(SHAPE_HALF_S * fs))
         # Base segments (sums of squares of the counted samples, and how many were counted)
         # from base segment `_base_first` on; before the stream: nothing measured.
@@ -200,7 +217,8 @@ class SpikeBlankedEnvelope:
         if complete > self._base_done:
             self._measure(stream, complete)
         spikes = self._decide(self._segments - self.guard - self.flank, stream)
-        return self._release(stream, max(0, self._decided - self.guard) * self.seg, spikes)
+        reach = self.guard + self.flank
+        return self._release(stream, max(0, self._decided - reach) * self.seg, spikes)
 
     def flush(self) -> Released:
         """End of the stream: decide the rest (the flank past the end is left out) and release
@@ -338,49 +356,98 @@ class SpikeBlankedEnvelope:
     def _spikes(
         self, chans: np.ndarray, at: np.ndarray, level: np.ndarray, stream: _Stream
     ) -> list[Spike]:
-        """Blank each peak's base segments; its centre, waveform and figures."""
-        g, f = self.guard, self.flank
-        rows = self._power[chans[:, None], at[:, None] + np.arange(-g - f, g + f + 1)]
-        threshold = self.extent_ratio * level
-        over = rows[:, f : f + 2 * g + 1] > threshold[:, None]
-        left, right = over[:, g - 1 :: -1], over[:, g + 1 :]
-        left_n = np.where(left.all(axis=1), g, np.argmin(left, axis=1))
-        right_n = np.where(right.all(axis=1), g, np.argmin(right, axis=1))
-        lo = at + self._first - np.minimum(left_n + 1, g)  # spike segments, absolute
-        hi = at + self._first + np.minimum(right_n + 1, g)
-        self._blank_base(chans, lo, hi)
+        """Blank each peak's segments: the run of segments over `extent_ratio` x its level that
+        holds the peak, and any such run (within guard + flank) that holds a segment as strong
+        as a spike (a twitch just before a QRS, say), one segment more on each side; then its
+        centre (over its own run), waveform and figures."""
+        reach = self.guard + self.flank
+        rows = self._power[chans[:, None], at[:, None] + np.arange(-reach, reach + 1)]
+        with np.errstate(invalid="ignore"):
+            over = rows > (self.extent_ratio * level)[:, None]
+            strong = over & (rows >= (self.prominence * level)[:, None])
+        over[:, reach] = strong[:, reach] = True
+        brief = self._brief(chans, at, level)
+        if not brief.any():
+            return []
+        chans, at, level, rows = chans[brief], at[brief], level[brief], rows[brief]
+        over, strong = over[brief], strong[brief]
+        run = np.cumsum(~over, axis=1)  # consecutive segments over the level share a number
+        holds = np.zeros((len(at), run.shape[1] + 1), dtype=bool)
+        r, c = np.nonzero(strong)
+        holds[r, run[r, c]] = True
+        marked = holds[np.arange(len(at))[:, None], run] & over
+        marked[:, 1:] |= marked[:, :-1].copy()
+        marked[:, :-1] |= marked[:, 1:].copy()
+        first = at + self._first - reach  # absolute spike segment of column 0
+        self._blank_base(chans, first, marked, level)
+        own = (run == run[:, [reach]]) & over
+        lo = first + np.argmax(own, axis=1) - 1
+        hi = first + own.shape[1] - np.argmax(own[:, ::-1], axis=1)
         centres, shapes = self._centres_and_shapes(stream, chans, lo, hi)
         seg = self.seg
-        peaks = np.sqrt(rows[:, f + g]).tolist()
+        peaks = np.sqrt(rows[:, reach]).tolist()
         with np.errstate(divide="ignore"):
-            prominences = (rows[:, f + g] / level).tolist()
-        spikes = [
-            Spike(c, centre, max(a, 0) * seg, (b + 1) * seg, peak, prominence, shape)
-            for c, centre, a, b, peak, prominence, shape in zip(
-                chans.tolist(),
-                centres.tolist(),
-                lo.tolist(),
-                hi.tolist(),
-                peaks,
-                prominences,
-                shapes,
-                strict=True,
+            prominences = (rows[:, reach] / level).tolist()
+        edges = np.diff(marked.astype(np.int8), axis=1, prepend=0, append=0)
+        spikes = []
+        for i, (c, centre, peak, prominence, shape) in enumerate(
+            zip(chans.tolist(), centres.tolist(), peaks, prominences, shapes, strict=True)
+        ):
+            starts = (first[i] + np.flatnonzero(edges[i] == 1)) * seg
+            ends = (first[i] + np.flatnonzero(edges[i] == -1)) * seg
+            runs = tuple(
+                (max(a, 0), b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b > 0
             )
-        ]
+            spikes.append(
+                Spike(c, centre, runs[0][0], runs[-1][1], peak, prominence, shape, runs)
+            )
         spikes.sort(key=lambda s: (s.at, s.channel))
         return spikes
 
-    def _blank_base(self, chans: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-        """Zero the base segments of spike segments lo..hi (absolute) on their channels."""
-        width = self._sums.shape[1]
-        b0 = np.clip(np.maximum(lo, 0) * self.per_seg - self._base_first, 0, width)
-        b1 = np.clip((hi + 1) * self.per_seg - self._base_first, 0, width)
-        edges = np.zeros((self.n_channels, width + 1), dtype=np.int64)
-        np.add.at(edges, (chans, b0), 1)
-        np.add.at(edges, (chans, b1), -1)
-        blanked = np.cumsum(edges, axis=1)[:, :width] > 0
-        self._sums[blanked] = 0.0
-        self._counts[blanked] = 0
+    def _brief(self, chans: np.ndarray, at: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Peaks whose core (within 15 dB of the peak and over `prominence` x the level), and
+        every other stretch as strong within guard + flank, lasts at most `max_width_s`: a QRS
+        complex or a motor-unit potential, not a jerk or a movement."""
+        per, step = self.per_seg, self.width_step
+        if step == per:  # on spike segments
+            reach = self.guard + self.flank
+            powers = self._power[chans[:, None], at[:, None] + np.arange(-reach, reach + 1)]
+            peak = powers[:, reach]
+        else:  # on base segments
+            reach = (self.guard + self.flank) * per
+            cols = (at + self._first) * per - self._base_first
+            span = cols[:, None] + np.arange(-reach, reach + per)
+            inside = (span >= 0) & (span < self._sums.shape[1])
+            span = np.clip(span, 0, self._sums.shape[1] - 1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                powers = self._sums[chans[:, None], span] / self._counts[chans[:, None], span]
+            powers[~inside] = np.nan
+            peak = np.fmax.reduce(powers[:, reach : reach + per], axis=1)
+        with np.errstate(invalid="ignore"):
+            core = powers >= np.maximum(self.prominence * level, peak / _CORE_DROP)[:, None]
+        run = np.cumsum(~core, axis=1)
+        lengths = np.zeros((len(core), run.shape[1] + 1), dtype=np.int64)
+        r, c = np.nonzero(core)
+        np.add.at(lengths, (r, run[r, c]), 1)
+        return lengths.max(axis=1) <= self.max_width
+
+    def _blank_base(
+        self, chans: np.ndarray, first: np.ndarray, marked: np.ndarray, level: np.ndarray
+    ) -> None:
+        """Fill the base segments of the marked spike segments (column j of row i: spike
+        segment first[i] + j) with their spike's level, the power around it (the lower level
+        where two spikes meet)."""
+        rows, cols = np.nonzero(marked)
+        segments = first[rows] + cols
+        base = segments[:, None] * self.per_seg + np.arange(self.per_seg) - self._base_first
+        channel = np.broadcast_to(chans[rows][:, None], base.shape)
+        inside = (base >= 0) & (base < self._sums.shape[1]) & (segments >= 0)[:, None]
+        channel, base = channel[inside], base[inside]
+        power = np.broadcast_to(level[rows][:, None], inside.shape)[inside]
+        fill = np.full(self._sums.shape, np.inf)
+        np.minimum.at(fill, (channel, base), power)
+        filled = np.isfinite(fill)
+        self._sums[filled] = fill[filled] * self._counts[filled]
 
     def _centres_and_shapes(
         self, stream: _Stream, chans: np.ndarray, lo: np.ndarray, hi: np.ndarray

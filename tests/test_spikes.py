@@ -76,13 +76,17 @@ def ecg_night() -> tuple:
     return ecg_and_twitches(1000.0)
 
 
-def masked_rms(x: np.ndarray, spikes: list[Spike], window: int, hop: int, n_hops: int) -> np.ndarray:
-    """The reference: RMS of each window's samples outside the spikes (none before the start)."""
-    keep = np.ones(x.shape, dtype=bool)
+def refilled_rms(x: np.ndarray, spikes: list[Spike], window: int, hop: int, n_hops: int) -> np.ndarray:
+    """The reference: RMS of each window with every spike's samples at the power around it (the
+    lower one where two meet); nothing is measured before the start."""
+    fill = np.full(x.shape, np.inf)
     for spike in spikes:
-        keep[spike.start : spike.end, spike.channel] = False
-    squares = np.vstack([np.zeros((window, x.shape[1])), np.where(keep, x * x, 0.0)])
-    counted = np.vstack([np.zeros((window, x.shape[1])), keep])
+        level = spike.peak_uv**2 / spike.prominence
+        for start, end in spike.blanked:
+            fill[start:end, spike.channel] = np.minimum(fill[start:end, spike.channel], level)
+    power = np.where(np.isfinite(fill), fill, x * x)
+    squares = np.vstack([np.zeros((window, x.shape[1])), power])
+    counted = np.vstack([np.zeros((window, x.shape[1])), np.ones(x.shape)])
     sums = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(squares, axis=0)])
     counts = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(counted, axis=0)])
     ends = np.arange(1, n_hops + 1) * hop + window
@@ -111,13 +115,13 @@ def test_every_heartbeat_and_nearly_every_twitch_is_found_once_and_nothing_else(
         assert len(found) >= recall * len(truth)
 
 
-def test_the_envelope_is_the_rms_of_the_samples_outside_the_spikes(ecg_night: tuple) -> None:
+def test_the_envelope_counts_each_spike_at_the_power_around_it(ecg_night: tuple) -> None:
     _, x = ecg_night
     filtered, carried, env, hops, lengths, spikes = run(1000.0, x, [])
     np.testing.assert_array_equal(filtered, x)
     np.testing.assert_array_equal(carried, 2 * x)
     assert len(env) == len(x) // 20
-    np.testing.assert_allclose(env, masked_rms(x, spikes, 250, 20, len(env)), rtol=1e-9)
+    np.testing.assert_allclose(env, refilled_rms(x, spikes, 250, 20, len(env)), rtol=1e-9)
     assert hops == list(np.cumsum([0, *lengths]))
     # the spikes no longer lift the envelope: it stays near the 4.5 uV floor
     assert np.percentile(env[250:-250], 99.5) < 2 * 4.5
@@ -167,7 +171,7 @@ def test_a_twitch_next_to_a_heartbeat_is_found_too() -> None:
 
 
 def test_noise_alone_makes_no_countable_spike() -> None:
-    """Spikes that would count as fasciculations stand 16x over their surroundings; band-limited
+    """Spikes that would count as fasciculations stand 12x over their surroundings; band-limited
     noise does not get there at any supported sampling rate (segments grow at low rates)."""
     for fs in (250.0, 500.0, 1000.0):
         x = 3.0 * emg_like(round(600 * fs), fs, seed=int(fs), channels=2)
