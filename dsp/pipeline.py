@@ -179,9 +179,14 @@ class Pipeline:
     ) -> PipelineOutput:
         """The chain after the envelope, for samples (and their envelope hops) in order."""
         output = PipelineOutput(first_hop=first_hop, envelope=env)
-        scaled, filtered, measured, hops = self._complete_pending_tick(
-            scaled, filtered, measured, env, output
-        )
+        if len(self._pending_scaled) and len(scaled) < 4 * self.tick_samples:
+            # a short piece (the spike stage's first): join it to the tick in progress, so that
+            # its whole ticks run in one go
+            scaled, filtered, measured, hops = self._take_pending(scaled, filtered, measured, env)
+        else:
+            scaled, filtered, measured, hops = self._complete_pending_tick(
+                scaled, filtered, measured, env, output
+            )
         n_ticks = len(scaled) // self.tick_samples
         if n_ticks:
             used, used_hops = n_ticks * self.tick_samples, n_ticks * self.hops_per_tick
@@ -248,6 +253,27 @@ class Pipeline:
                 f"{list(self.config.channels)}, got shape {block.shape}"
             )
         return block
+
+    def _take_pending(
+        self,
+        scaled: np.ndarray,
+        filtered: np.ndarray,
+        measured: np.ndarray | None,
+        env: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """The samples of the tick in progress followed by these; nothing is pending after."""
+        pending = len(self._pending_scaled)
+        joined = (
+            np.concatenate([self._pending_scaled, scaled]),
+            np.concatenate([self._pending_filtered, filtered]),
+            _join_measured(self._pending_measured, pending, measured, len(scaled)),
+            np.concatenate([self._pending_env, env]),
+        )
+        self._pending_scaled = self._pending_scaled[:0]
+        self._pending_filtered = self._pending_filtered[:0]
+        self._pending_env = self._pending_env[:0]
+        self._pending_measured = None
+        return joined
 
     def _complete_pending_tick(
         self,

@@ -314,16 +314,21 @@ class SpikeBlankedEnvelope:
         g, f, b = self.guard, self.flank, self.flank_block
         power = self._power
         finite = np.isfinite(power)
-        zeroed = np.where(finite, power, 0.0)
+        complete = bool(finite.all())
         width = power.shape[1] - b + 1
+        zeroed = power if complete else np.where(finite, power, 0.0)
         sums = zeroed[:, :width].copy()  # block j: mean of the segments j .. j + b - 1 it has
-        counts = finite[:, :width].astype(np.int64)
         for j in range(1, b):
             sums += zeroed[:, j : j + width]
-            counts += finite[:, j : j + width]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            blocks = sums / counts  # NaN: a block with nothing measured
-        complete = bool(counts.all())
+        if complete:
+            blocks = sums / b
+        else:
+            counts = finite[:, :width].astype(np.int64)
+            for j in range(1, b):
+                counts += finite[:, j : j + width]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                blocks = sums / counts  # NaN: a block with nothing measured
+            complete = bool(counts.all())
 
         def flank(first: int) -> tuple[np.ndarray, np.ndarray]:  # from column c + first
             parts = [blocks[:, c0 + first + k * b : c1 + first + k * b] for k in range(5)]
