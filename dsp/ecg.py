@@ -28,6 +28,7 @@ be given in time order; everything depends only on them, so any block split give
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import deque
@@ -65,7 +66,9 @@ class RhythmRules:
         if not 0 < self.tolerance < 0.5:
             raise ValueError("RhythmRules.tolerance must be between 0 and 0.5")
         if self.amplitude_ratio < 1 or self.confirm_beats < 3 or self.max_missed < 0:
-            raise ValueError("RhythmRules: amplitude_ratio >= 1, confirm_beats >= 3, max_missed >= 0")
+            raise ValueError(
+                "RhythmRules: amplitude_ratio >= 1, confirm_beats >= 3, max_missed >= 0"
+            )
         if self.settle_s < 60.0 / self.min_bpm * (1 + self.tolerance) * self.confirm_beats:
             raise ValueError("RhythmRules.settle_s must cover confirm_beats at the slowest rate")
 
@@ -240,9 +243,7 @@ class HeartRhythm:
         twitch may come first, just before the beat)."""
         allowed = self._allowed(heart, k)
         timing = (mark.t - heart.last.t - k * heart.rr) / allowed
-        size = math.log(mark.uv / heart.amp) / math.log(
-            max(self.rules.amplitude_ratio, 1.0 + 1e-9)
-        )
+        size = math.log(mark.uv / heart.amp) / math.log(max(self.rules.amplitude_ratio, 1.0 + 1e-9))
         misfit = timing * timing + size * size
         pending = self._pending
         if pending is None or misfit < pending[2]:
@@ -295,7 +296,7 @@ class HeartRhythm:
         limit = self.rules.steadiness * statistics.median(whole)
         return all(
             abs(b - a) <= limit
-            for a, b in zip(rrs, rrs[1:], strict=False)
+            for a, b in itertools.pairwise(rrs)
             if a is not None and b is not None
         )
 

@@ -337,9 +337,7 @@ class Pipeline:
             quality = TickQuality.good((1, n_ch))
         first_sample = self._ticks_done * self.tick_samples
         ecg = self.spike_trains.process(first_sample, t_len, ~quality.blocking)
-        any_problem = (
-            quality.electrode_off | quality.clipping | quality.mains | quality.gap | ecg
-        )
+        any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap | ecg
         spectra = self.config.mode == "raw"
         unjudged = quality.gap_fraction > 1.0 - MIN_JUDGED_FRACTION
         if unjudged.any():

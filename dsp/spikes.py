@@ -47,6 +47,7 @@ any block split.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -403,9 +404,7 @@ class SpikeBlankedEnvelope:
             runs = tuple(
                 (max(a, 0), b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b > 0
             )
-            spikes.append(
-                Spike(c, centre, runs[0][0], runs[-1][1], peak, prominence, shape, runs)
-            )
+            spikes.append(Spike(c, centre, runs[0][0], runs[-1][1], peak, prominence, shape, runs))
         spikes.sort(key=lambda s: (s.at, s.channel))
         return spikes
 
@@ -494,7 +493,7 @@ class SpikeBlankedEnvelope:
         if start < stream.split < upto and aligned < upto:
             cuts.insert(1, aligned)
         pieces = []
-        for a, b in zip(cuts, cuts[1:], strict=False):
+        for a, b in itertools.pairwise(cuts):
             if a >= b:
                 continue
             h0, h1 = a // self.hop - first_hop, b // self.hop - first_hop

@@ -10,7 +10,7 @@ import pytest
 
 from dsp.ecg import HeartRhythm, RhythmRules
 
-QRS = np.sin(np.linspace(0, 2 * np.pi, 41)) * np.exp(-np.linspace(-2, 2, 41) ** 2)
+QRS = np.sin(np.linspace(0, 2 * np.pi, 41)) * np.exp(-(np.linspace(-2, 2, 41) ** 2))
 
 
 def labelled(spikes: list[tuple[float, float, np.ndarray | None]]) -> tuple[list[bool], int]:

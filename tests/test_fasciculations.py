@@ -74,7 +74,9 @@ def twitches_around(seed: int, event: tuple) -> tuple:
 @pytest.mark.parametrize("seed", range(4))
 def test_during_a_cramp_the_cramp_is_found_and_the_twitches_around_it_counted(seed: int) -> None:
     level = (15.0, 30.0, 60.0, 150.0)[seed]
-    bare, plan = twitches_around(seed, ("cramp", 250.0, 250.0 + 40 * (seed + 1), "calf", {"level_uv": level}))
+    bare, plan = twitches_around(
+        seed, ("cramp", 250.0, 250.0 + 40 * (seed + 1), "calf", {"level_uv": level})
+    )
     without = run_pipeline(config_for(bare), SyntheticEMG(bare, seed=seed).render())
     outcome = run_pipeline(config_for(plan), SyntheticEMG(plan, seed=seed).render())
     [reference] = without.ended("cramp")
@@ -84,7 +86,9 @@ def test_during_a_cramp_the_cramp_is_found_and_the_twitches_around_it_counted(se
     assert len(outcome.ended("movement")) <= len(without.ended("movement"))
     # twitches buried in the cramp (and its rise) cannot be told from it; the others are counted
     outside = [
-        tw for tw in plan.twitches("calf") if not reference.start_s - 35 < tw.time_s < cramp.end_s + 2
+        tw
+        for tw in plan.twitches("calf")
+        if not reference.start_s - 35 < tw.time_s < cramp.end_s + 2
     ]
     counted = outcome.fasciculations.channels["calf"].fasciculations
     assert len(outside) * 0.95 <= counted <= len(plan.twitches("calf"))

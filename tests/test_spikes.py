@@ -76,7 +76,9 @@ def ecg_night() -> tuple:
     return ecg_and_twitches(1000.0)
 
 
-def refilled_rms(x: np.ndarray, spikes: list[Spike], window: int, hop: int, n_hops: int) -> np.ndarray:
+def refilled_rms(
+    x: np.ndarray, spikes: list[Spike], window: int, hop: int, n_hops: int
+) -> np.ndarray:
     """The reference: RMS of each window with every spike's samples at the power around it (the
     lower one where two meet); nothing is measured before the start."""
     fill = np.full(x.shape, np.inf)

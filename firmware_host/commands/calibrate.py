@@ -97,7 +97,8 @@ def envelope_of(blocks: Iterable[np.ndarray], config: PipelineConfig) -> np.ndar
     """The pipeline's envelope (hops x channels) over a whole recording segment."""
     pipeline = Pipeline(config, source_id="calibration")
     parts = [pipeline.process(block).envelope for block in blocks]
-    parts.append(pipeline.finish().envelope)  # the pipeline holds back the last fraction of a second
+    # the pipeline holds back the last fraction of a second until it finishes
+    parts.append(pipeline.finish().envelope)
     return np.concatenate(parts)
 
 
