@@ -1,48 +1,49 @@
 """Brief isolated spikes on a raw EMG channel, found and kept out of the RMS envelope.
 
 The heart's QRS complex reaching a calf electrode and the twitch of a single motor unit (a
-fasciculation) are spikes of some 15-150 ms standing well above the EMG around them. Neither is a
+fasciculation) are spikes of some 15-130 ms standing well above the EMG around them. Neither is a
 contraction of the muscle, yet in a 250 ms RMS window each lifts the envelope like one, and a train
 of them (70 beats a minute, twitches every second or two) keeps a stretch "active" for minutes.
-This stage finds such spikes on the band-passed signal and computes the raw-mode RMS envelope
+This stage finds such spikes on the band-passed signal and makes the raw-mode RMS envelope
 without them: a spike's samples count at the power of the EMG around it (the level of its
 flanks), so each window's RMS is that of the EMG between the spikes. Sustained activity (a cramp,
 a movement, a walk) is never a spike and keeps its level; only a burst brief and isolated enough
-to be a spike is replaced.
+to be a spike is replaced. What the spikes are (heartbeats in a rhythm, twitches) is for
+:mod:`dsp.ecg` and :mod:`dsp.twitches`; the blanking does not depend on it.
 
-The rule, on the mean power of short segments (10 ms): a segment is a spike's peak when it is the
-highest within +-`guard_s` (80 ms) and at least `prominence` (8) times the level of the `flank_s`
-(150 ms) beyond the guard on *each* side, so the spike stands alone; a cramp or a movement lasts
-far longer than the guard and is never isolated. A flank's level is the median of the mean powers
-of its 5 blocks, so neither a neighbouring spike (a heartbeat next to a twitch) nor the edge of a
-burst moves it much. And on at least one side no block may come within `train_ratio` (4) of the
-peak: a motor unit firing at 6-25 Hz in a weak contraction has like potentials on both sides and
-is a contraction, not a spike.
-A spike is brief: its core (segments within 15 dB of its peak, and over `prominence` x the level),
-and any other stretch that strong near it, lasts at most `max_width_s` (0.135 s: a QRS complex through
-the band-pass lasts some 70-130 ms at that width, a motor-unit potential tens of ms; a jerk or a
-movement lasts longer). The blank covers the run of segments
-over `extent_ratio` (2) x the level that holds the peak, and any other such run within guard +
-flank that holds a segment as strong as a spike (a twitch just before a QRS), one segment more
-on each side. What the spikes are
-(heartbeats in a rhythm, twitches) is for :mod:`dsp.ecg` and :mod:`dsp.twitches`; blanking does not
-depend on it.
+The rule, on the mean power of short segments (10 ms; longer at low sampling rates, so that a
+segment of noise in the band has some 8 degrees of freedom):
 
-The envelope is built from sums of squares over short base segments (the greatest common divisor
+- **Peak:** the highest segment within +-`guard_s` (80 ms), at least `min_peak_uv` (1 uV RMS).
+- **Alone:** at least `prominence` (8) times the level of the `flank_s` (150 ms) beyond the guard
+  on *each* side. A flank's level is the median of the mean powers of its 5 blocks, so a
+  neighbouring spike (a heartbeat next to a twitch) or the quiet edge of a burst, in up to 2
+  blocks, leaves it as it is; a cramp or a movement lasts far longer than the guard and is never
+  alone. Unmeasured segments are left out (a flank with none does not count).
+- **Not a train:** on at least one side no block comes within `train_ratio` (4) of the peak: a
+  motor unit firing at 6-25 Hz in a weak contraction has like potentials on both sides.
+- **Brief:** its core (segments within 15 dB of its peak and over `prominence` x the level), and
+  any stretch that strong near it, lasts at most `max_width_s` (0.135 s): a QRS complex through
+  the band-pass lasts some 70-130 ms at that width, a motor-unit potential tens of ms; a jerk
+  (a brief burst of many units, 140 ms and more) or a movement lasts longer.
+- **Blank:** the run of segments over `extent_ratio` (2) x the level that holds the peak, and any
+  such run up to guard + flank after it that holds a segment as strong as a spike (a QRS just
+  after a twitch), from a guard before the peak on, one segment more on each side.
+
+The envelope is made from sums of squares over short base segments (the greatest common divisor
 of the window and the hop: 10 ms at 1 kHz), so a window's sum is a sum of a few segment sums and
-a blank only refills segments (at the spike's level, for their measured samples); hop k still covers the
-`window` samples before sample (k + 1) x hop and is the RMS of the measured samples there, NaN
-when fewer than `min_measured` of them count (samples before the stream are not measured), as in
+a blank only refills segments (at the spike's level, for their measured samples). Hop k still
+covers the `window` samples before sample (k + 1) x hop and is the RMS of the measured samples
+there, NaN when fewer than `min_measured` of them count (none before the stream starts), as in
 :class:`dsp.envelope.HopWindowStatistic`.
 
-Deciding needs the signal up to guard + flank after a peak, and a blank may reach as far before
-it, so the stage holds back 2 x (guard + flank) (about 0.47 s) plus the segment in progress: it
-releases
-the band-passed signal, the streams carried along with it and the envelope hops that much later, in
-pieces cut at multiples of `align` (the pipeline's ticks) where it can, so that no block is copied.
-Segment sums are added in a fixed order, each window's sum is its own, and each candidate is judged
-on its own row of segments (medians and minima are exact), so the output is bit-identical over
-any block split.
+Deciding needs the signal up to guard + flank after a peak and a blank reaches a guard before
+it, so the stage holds back 2 x guard + flank (about 0.31 s) plus the segment in progress: it
+releases the band-passed signal, the streams carried along with it and the envelope hops that
+much later, in pieces cut at multiples of `align` (the pipeline's ticks) where it can, so that no
+block is copied. Segment sums are added in a fixed order, each window's sum is its own, medians,
+minima and maxima are exact, and each peak is judged on its own row of segments, so the output is
+bit-identical over any block split.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ class SpikeBlankedEnvelope:
         self.n_carried = n_carried
         self.align = max(1, align)
         self.min_measured = max(1, min_measured)
-        self.max_delay_samples = (2 * (self.guard + self.flank) + 1) * self.seg
+        self.max_delay_samples = (2 * self.guard + self.flank + 1) * self.seg
         self.shape_half = max(1, round(SHAPE_HALF_S * fs))
         # Base segments (sums of squares of the counted samples, and how many were counted)
         # from base segment `_base_first` on; before the stream: nothing measured.
@@ -218,8 +219,7 @@ class SpikeBlankedEnvelope:
         if complete > self._base_done:
             self._measure(stream, complete)
         spikes = self._decide(self._segments - self.guard - self.flank, stream)
-        reach = self.guard + self.flank
-        return self._release(stream, max(0, self._decided - reach) * self.seg, spikes)
+        return self._release(stream, max(0, self._decided - self.guard) * self.seg, spikes)
 
     def flush(self) -> Released:
         """End of the stream: decide the rest (the flank past the end is left out) and release
@@ -384,9 +384,11 @@ class SpikeBlankedEnvelope:
         marked = holds[np.arange(len(at))[:, None], run] & over
         marked[:, 1:] |= marked[:, :-1].copy()
         marked[:, :-1] |= marked[:, 1:].copy()
+        marked[:, : self.flank] = False  # a blank reaches a guard back (the signal held back)
         first = at + self._first - reach  # absolute spike segment of column 0
         self._blank_base(chans, first, marked, level)
         own = (run == run[:, [reach]]) & over
+        own[:, : self.flank] = False
         lo = first + np.argmax(own, axis=1) - 1
         hi = first + own.shape[1] - np.argmax(own[:, ::-1], axis=1)
         centres, shapes = self._centres_and_shapes(stream, chans, lo, hi)
