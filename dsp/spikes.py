@@ -27,8 +27,8 @@ segment of noise in the band has some 8 degrees of freedom):
   the band-pass lasts some 70-130 ms at that width, a motor-unit potential tens of ms; a jerk
   (a brief burst of many units, 140 ms and more) or a movement lasts longer.
 - **Blank:** the run of segments over `extent_ratio` (2) x the level that holds the peak, and any
-  such run up to guard + flank after it that holds a segment as strong as a spike (a QRS just
-  after a twitch), from a guard before the peak on, one segment more on each side.
+  such run within guard + flank of it that holds a segment as strong as a spike (a twitch just
+  before a QRS, which is not alone), one segment more on each side.
 
 The envelope is made from sums of squares over short base segments (the greatest common divisor
 of the window and the hop: 10 ms at 1 kHz), so a window's sum is a sum of a few segment sums and
@@ -37,8 +37,9 @@ covers the `window` samples before sample (k + 1) x hop and is the RMS of the me
 there, NaN when fewer than `min_measured` of them count (none before the stream starts), as in
 :class:`dsp.envelope.HopWindowStatistic`.
 
-Deciding needs the signal up to guard + flank after a peak and a blank reaches a guard before
-it, so the stage holds back 2 x guard + flank (about 0.31 s) plus the segment in progress: it
+Deciding needs the signal up to guard + flank after a peak and a blank reaches as far before it,
+so the stage holds back 2 x (guard + flank) (0.47 s at 1 kHz, 0.38 s at 500 Hz, where a flank is
+5 segments of 20 ms) plus the segment in progress: it
 releases the band-passed signal, the streams carried along with it and the envelope hops that
 much later, in pieces cut at multiples of `align` (the pipeline's ticks) where it can, so that no
 block is copied. Segment sums are added in a fixed order, each window's sum is its own, medians,
@@ -163,7 +164,7 @@ class SpikeBlankedEnvelope:
         seg_s = self.seg / fs
         self.guard = max(1, round(config.guard_s / seg_s))
         # a flank is 5 blocks of whole segments (its level: the median of the blocks' means)
-        self.flank_block = max(1, round(config.flank_s / seg_s / 5))
+        self.flank_block = max(1, math.floor(config.flank_s / seg_s / 5 + 1e-9))
         self.flank = 5 * self.flank_block
         self.prominence = config.prominence
         # (at least 3 segments: at low rates a segment is long and the band smears a spike)
@@ -180,7 +181,7 @@ class SpikeBlankedEnvelope:
         self.n_carried = n_carried
         self.align = max(1, align)
         self.min_measured = max(1, min_measured)
-        self.max_delay_samples = (2 * self.guard + self.flank + 1) * self.seg
+        self.max_delay_samples = (2 * (self.guard + self.flank) + 1) * self.seg
         self.shape_half = max(1, round(SHAPE_HALF_S * fs))
         # Base segments (sums of squares of the counted samples, and how many were counted)
         # from base segment `_base_first` on; before the stream: nothing measured.
@@ -219,7 +220,8 @@ class SpikeBlankedEnvelope:
         if complete > self._base_done:
             self._measure(stream, complete)
         spikes = self._decide(self._segments - self.guard - self.flank, stream)
-        return self._release(stream, max(0, self._decided - self.guard) * self.seg, spikes)
+        reach = self.guard + self.flank
+        return self._release(stream, max(0, self._decided - reach) * self.seg, spikes)
 
     def flush(self) -> Released:
         """End of the stream: decide the rest (the flank past the end is left out) and release
@@ -384,11 +386,9 @@ class SpikeBlankedEnvelope:
         marked = holds[np.arange(len(at))[:, None], run] & over
         marked[:, 1:] |= marked[:, :-1].copy()
         marked[:, :-1] |= marked[:, 1:].copy()
-        marked[:, : self.flank] = False  # a blank reaches a guard back (the signal held back)
         first = at + self._first - reach  # absolute spike segment of column 0
         self._blank_base(chans, first, marked, level)
         own = (run == run[:, [reach]]) & over
-        own[:, : self.flank] = False
         lo = first + np.argmax(own, axis=1) - 1
         hi = first + own.shape[1] - np.argmax(own[:, ::-1], axis=1)
         centres, shapes = self._centres_and_shapes(stream, chans, lo, hi)

@@ -54,8 +54,9 @@ def test_twitches_are_counted_and_never_make_a_movement(seed: int) -> None:
     assert outcome.limb_movements.channels["calf"].leg_movements == 0
     truth = len(plan.twitches("calf"))
     figures = outcome.fasciculations.channels["calf"]
-    # the few missed are the weakest units' twitches (peaks of 30 uV over a 4.5 uV floor)
-    assert abs(figures.fasciculations - truth) <= 0.08 * truth
+    # the few missed are the weakest units' twitches (peaks of 30 uV over a 4.5 uV floor), more
+    # of them at 500 Hz, where the band (20-225 Hz) loses part of a twitch
+    assert abs(figures.fasciculations - truth) <= (0.05 if plan.fs >= 1000 else 0.1) * truth
     assert figures.heartbeats == 0
     assert figures.good_s == pytest.approx(720.0)
     assert figures.fasciculations_per_hour == pytest.approx(figures.fasciculations * 5.0)
