@@ -184,6 +184,9 @@ class HeartRhythm:
             if k:
                 self._extend(train, mark, k)
                 if len(train.beats) >= self.rules.confirm_beats:
+                    if heart is not None and self._heart_explains(heart, train):
+                        self._trains.remove(train)  # the heart already follows these beats
+                        continue
                     if self._steady(train) and self._alone(train):
                         self._confirm(train)
                         break
@@ -315,10 +318,6 @@ class HeartRhythm:
         return alike <= 1
 
     def _confirm(self, train: _Train) -> None:
-        heart = self._heart
-        if heart is not None and self._heart_explains(heart, train):
-            self._trains.remove(train)  # the heart already follows these beats
-            return
         train.confirmed = True
         train.recent.extend(mark.t for mark in train.beats)
         for mark in train.beats:

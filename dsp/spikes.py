@@ -397,16 +397,20 @@ class SpikeBlankedEnvelope:
         with np.errstate(divide="ignore"):
             prominences = (rows[:, reach] / level).tolist()
         edges = np.diff(marked.astype(np.int8), axis=1, prepend=0, append=0)
-        spikes = []
-        for i, (c, centre, peak, prominence, shape) in enumerate(
-            zip(chans.tolist(), centres.tolist(), peaks, prominences, shapes, strict=True)
-        ):
-            starts = (first[i] + np.flatnonzero(edges[i] == 1)) * seg
-            ends = (first[i] + np.flatnonzero(edges[i] == -1)) * seg
-            runs = tuple(
-                (max(a, 0), b) for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b > 0
+        rows, starts = np.nonzero(edges == 1)  # row by row, in order
+        _, ends = np.nonzero(edges == -1)
+        starts = ((first[rows] + starts) * seg).tolist()
+        ends = ((first[rows] + ends) * seg).tolist()
+        runs: list[list[tuple[int, int]]] = [[] for _ in range(len(at))]
+        for row, a, b in zip(rows.tolist(), starts, ends, strict=True):
+            if b > 0:
+                runs[row].append((max(a, 0), b))
+        spikes = [
+            Spike(c, centre, spans[0][0], spans[-1][1], peak, prominence, shape, tuple(spans))
+            for c, centre, peak, prominence, shape, spans in zip(
+                chans.tolist(), centres.tolist(), peaks, prominences, shapes, runs, strict=True
             )
-            spikes.append(Spike(c, centre, runs[0][0], runs[-1][1], peak, prominence, shape, runs))
+        ]
         spikes.sort(key=lambda s: (s.at, s.channel))
         return spikes
 
