@@ -1,26 +1,34 @@
 """Heartbeats among a channel's spikes: a steady 40-180 bpm rhythm of like spikes, tracked beat by beat.
 
 The QRS complexes of an ECG leaking onto a leg electrode are spikes (dsp/spikes.py) at the heart's
-rhythm; fasciculations are spikes at random. This tracker tells them apart by rhythm alone, in the
-way beat trackers do: every pair of spikes 0.33-1.5 s apart (40-180 bpm) whose amplitudes agree
-within `amplitude_ratio` starts a candidate *train*; a spike that comes one RR interval after a
-train's last beat (within `tolerance`, 20 %) and looks like its beats extends it, the RR following
-the median of the last three intervals. A train of `confirm_beats` (6) beats is the heart: its
-spikes are heartbeats, it replaces any earlier rhythm, and the channel carries ECG from then on
-while a beat was seen in the last `memory_s` (10 s).
+rhythm, all of one shape; fasciculations are spikes at random, of a few shapes. This tracker tells
+them apart the way beat trackers do. Every pair of like spikes 0.33-1.5 s apart (40-180 bpm) starts
+a candidate *train*; "like" is a peak within `amplitude_ratio` (1.5x) of the train's recent beats
+and a waveform that correlates at least `shape_similarity` (0.8) with its last beat. A like spike
+one RR after a train's last beat (within `tolerance`, 15 %) extends it, the RR following the median
+of the last three intervals; once it has three beats in step, a train may bridge one beat that was
+not seen. A train of `confirm_beats` (8) beats is the heart when its RR changes by at most
+`steadiness` (12 %) from beat to beat and no like spike lies between its beats (a motor unit that
+twitched eight times in a chance rhythm leaves its other twitches there): its spikes are heartbeats,
+and it follows them back through the spikes still waiting for their label. The channel carries ECG
+from then on while a beat was seen in the last `memory_s` (10 s).
 
 Once the rhythm is known:
 
 - **Missed beats** (a QRS hidden in a movement or a cramp): a spike 2-4 RR after the last beat
-  still fits (the tolerance widens with each missed beat).
+  still fits (the tolerance widens with each missed beat); a heart whose last eight beats mostly
+  came after missed ones is dropped and found again.
+- **The next beat** is the like spike closest to where it is expected, within its window: a twitch
+  just before it does not take its place.
 - **Heart rate changes**: gradual ones are followed interval by interval; a jump of more than the
-  tolerance from one beat to the next starts a new train, which takes over once it has 6 beats
-  (its first beats become heartbeats then, so nothing is lost, only the note may lag).
-- **Ectopic beats**: a premature spike (0.4-0.8 RR after the last beat) followed by a compensatory
-  pause (the next beat two RR after the last) is a ventricular ectopic beat; a premature spike
+  tolerance from one beat to the next starts a new train, which takes over once it has 8 beats and
+  the old heart no longer explains them (its first beats become heartbeats then: nothing is lost,
+  only the note may lag).
+- **Ectopic beats**: a premature spike (0.4-0.85 RR after the last beat) followed by a compensatory
+  pause (the next beat two RR after the last) is a ventricular ectopic beat; a premature like spike
   followed by a beat one RR later (the rhythm resets, as after an atrial ectopic beat) is taken as
   the new phase. Both are heartbeats.
-- Anything else (a spike off the rhythm, unlike the beats) is not a heartbeat.
+- Anything else (a spike off the rhythm, or unlike the beats) is not a heartbeat.
 
 A spike's label is final `settle_s` (15 s) after it, when no train can claim it any more. Spikes must
 be given in time order; everything depends only on them, so any block split gives the same labels.
