@@ -26,7 +26,6 @@ import numpy as np
 from scipy import stats
 
 from dashboards.analysis import (
-    CAVEAT_MANY_TESTS,
     CAVEAT_NOT_CAUSE,
     STATUS_NO_VARIATION,
     STATUS_OK,
@@ -48,7 +47,11 @@ CAVEAT_TOGETHER = (
     "ultrafiltration rate), which can lower blood pressure, so a link with one may come from "
     "another. Changes to dialysis are for you and your care team to decide."
 )
-SESSION_CAVEATS = (CAVEAT_NOT_CAUSE, CAVEAT_TOGETHER, CAVEAT_MANY_TESTS)
+CAVEAT_MANY_FACTORS = (
+    "Many factors are compared, so some links appear by chance alone; the q values are adjusted "
+    "for this (Benjamini-Hochberg)."
+)
+SESSION_CAVEATS = (CAVEAT_NOT_CAUSE, CAVEAT_TOGETHER, CAVEAT_MANY_FACTORS)
 
 
 @dataclass(frozen=True)
