@@ -30,6 +30,7 @@ from messaging.sessions import (
     START_SESSION,
     CommandError,
     SessionCommand,
+    check_session_id,
     check_session_kind,
     new_session_id,
     parse_command,
@@ -92,12 +93,17 @@ class SessionControl:
     """The current session and the queue of requests to change it (thread-safe)."""
 
     def __init__(
-        self, kind: str = NIGHT, *, hold_kind: str = DIALYSIS,
-        started: datetime | None = None, monotonic: Callable[[], float] = time.monotonic,
+        self, kind: str = NIGHT, *, hold_kind: str = DIALYSIS, started: datetime | None = None,
+        session_id: str | None = None, monotonic: Callable[[], float] = time.monotonic,
     ) -> None:  # fmt: skip
         check_session_kind(kind)
         self.hold_kind = check_session_kind(hold_kind, named=True)
-        initial = SessionTag(kind, new_session_id(kind, started)) if kind != NIGHT else NIGHT_TAG
+        if session_id is not None:
+            check_session_id(session_id)
+        initial = (
+            SessionTag(kind, session_id or new_session_id(kind, started))
+            if kind != NIGHT else NIGHT_TAG
+        )  # fmt: skip
         self._current = initial
         self.initial = initial
         self._lock = threading.Lock()
