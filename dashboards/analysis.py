@@ -184,7 +184,7 @@ class SessionSpan(_ToDict):
         return max(0.0, (min(end, self.end) - max(start, self.start)).total_seconds())
 
 
-def _span_times(spans: Sequence[SessionSpan]) -> tuple[np.ndarray, np.ndarray]:
+def span_times(spans: Sequence[SessionSpan]) -> tuple[np.ndarray, np.ndarray]:
     """The spans' starts and ends as POSIX seconds."""
     return (np.array([s.start.timestamp() for s in spans], dtype=float),
             np.array([s.end.timestamp() for s in spans], dtype=float))  # fmt: skip
@@ -196,7 +196,7 @@ def in_spans(timestamps: np.ndarray, spans: Sequence[SessionSpan]) -> np.ndarray
     inside = np.zeros(ts.shape, dtype=bool)
     if not spans or ts.size == 0:
         return inside
-    starts, ends = _span_times(spans)
+    starts, ends = span_times(spans)
     order = np.argsort(starts)
     starts, ends = starts[order], np.maximum.accumulate(ends[order])
     # the latest span starting at or before t; inside if any span up to it reaches past t
@@ -223,7 +223,7 @@ def _overlap_s(start: float, end: float, starts: np.ndarray, ends: np.ndarray) -
 def night_share(session: SessionRecord, spans: Sequence[SessionSpan]) -> float:
     """The share of a recording that counts for nights: none of a named session's recording,
     and of a night recording the part outside the named sessions (1.0 when it touches none)."""
-    return _night_share(session, *_span_times(spans))
+    return _night_share(session, *span_times(spans))
 
 
 def _night_share(session: SessionRecord, starts: np.ndarray, ends: np.ndarray) -> float:
@@ -450,7 +450,7 @@ def _signal_by_night(
     count: dict[date, int] = defaultdict(int)
     sessions = [s for s in sessions if s.kind == NIGHT_KIND]
     ordinals = nights_of([s.session_start for s in sessions], tz).tolist()
-    starts, ends = _span_times(spans)
+    starts, ends = span_times(spans)
     for session, ordinal in zip(sessions, ordinals, strict=True):
         night = date.fromordinal(ordinal) if ordinal >= 0 else session_night(session, tz)
         if night is None:
@@ -603,7 +603,7 @@ def _span_signal(
     """Per span: recorded minutes, good minutes (best channel), and whether anything recorded
     it: its own recordings in full, overlapping night recordings in proportion."""
     by_id = {span.session_id: i for i, span in enumerate(spans)}
-    starts, ends = _span_times(spans)
+    starts, ends = span_times(spans)
     recorded = np.zeros(len(spans))
     good: list[dict[tuple[str, str], float]] = [defaultdict(float) for _ in spans]
     for session in sessions:

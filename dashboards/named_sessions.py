@@ -24,11 +24,13 @@ from dashboards.dialysis import MAX_SESSION_HOURS, SessionDetails
 from dashboards.stored_rows import aware_time, session_record
 from dashboards.timebase import iso, parse_time
 from dashboards.validation import UnreadableRows
+from messaging.sessions import check_session_kind
 
 if TYPE_CHECKING:
     from dashboards.store import Store
 
 OPEN_SESSION = timedelta(hours=MAX_SESSION_HOURS)
+HOLD_MARGIN = timedelta(seconds=10)  # a long press that ends a session lies at its very end
 HOLD_PRESS_S = 5.0  # a press this long before a hold of the same button is the hold's own press
 SOURCE_HOLD = "hold"
 
@@ -114,28 +116,54 @@ class NamedSession:
         }  # fmt: skip
 
 
-def _named(row: Any, recordings: list[dict[str, Any]]) -> NamedSession:
-    details = SessionDetails.from_stored(row["details"])
-    start, end = (
-        aware_time(row["span_start"], "span_start"),
-        aware_time(row["span_end"], "span_end"),
-    )
-    origin = details.start if details.start is not None and start <= details.start <= end else start
+def _span(row: Any) -> SessionSpan:
+    """A stored named session's span (its minutes count from the logged start inside it)."""
+    check_session_kind(row["kind"], named=True)
+    start = aware_time(row["span_start"], "span_start")
+    end = aware_time(row["span_end"], "span_end")
+    logged_start, _ = logged_times(row["details"])
+    origin = logged_start if logged_start is not None and start <= logged_start <= end else start
+    return SessionSpan(row["session_id"], row["kind"], start, end, origin)
+
+
+def load_spans(
+    store: Store, unreadable: UnreadableRows, start: str | None = None, end: str | None = None
+) -> list[SessionSpan]:
+    """The spans of the named sessions that overlap [start, end): what keeps their events out
+    of the nights (rows that cannot be read are skipped and counted)."""
+    rows = store.named_session_rows(start, end)
+    return list(unreadable.read("named session", rows, _span, lambda r: r["session_id"]))
+
+
+def _named(
+    row: Any, recordings: list[dict[str, Any]], unreadable: UnreadableRows,
+    parsed: dict[tuple[str, str], SessionDetails],
+) -> NamedSession:  # fmt: skip
+    span = _span(row)
+    key = (row["session_id"], row["details"] or "")
+    details = parsed.get(key)
+    if details is None:
+        found = unreadable.read("session details", [key[1]], SessionDetails.from_stored,
+                                lambda _: row["session_id"])  # fmt: skip
+        details = next(iter(found), SessionDetails())  # unreadable: shown without its details
+        parsed[key] = details
     return NamedSession(
         session_id=row["session_id"], kind=row["kind"], device=row["device"],
         started=aware_time(row["started"]) if row["started"] else None,
         ended=aware_time(row["ended"]) if row["ended"] else None, source=row["source"],
-        details=details, span=SessionSpan(row["session_id"], row["kind"], start, end, origin),
-        recordings=recordings,
+        details=details, span=span, recordings=recordings,
     )  # fmt: skip
 
 
 def load_named(
     store: Store, unreadable: UnreadableRows, start: str | None = None, end: str | None = None,
     *, session_id: str | None = None,
+    parsed: dict[tuple[str, str], SessionDetails] | None = None,
 ) -> list[NamedSession]:  # fmt: skip
     """The named sessions whose span overlaps [start, end) (or the one `session_id`), oldest
-    first, with their recordings; rows that cannot be read are skipped and counted."""
+    first, with their recordings; rows that cannot be read are skipped and counted, details
+    that cannot be read too (the session is shown without them). `parsed`: details already
+    read, by session id and stored text (filled in)."""
     rows = store.named_session_rows(start, end, session_id=session_id)
     segments: dict[str, list[dict[str, Any]]] = {}
     for row in unreadable.read(
@@ -143,8 +171,10 @@ def load_named(
         lambda r: f"{r['device']} {r['session_start']}",
     ):  # fmt: skip
         segments.setdefault(row["session_id"], []).append(row)
+    parsed = {} if parsed is None else parsed
     return list(unreadable.read(
-        "named session", rows, lambda r: _named(r, segments.get(r["session_id"], [])),
+        "named session", rows,
+        lambda r: _named(r, segments.get(r["session_id"], []), unreadable, parsed),
         lambda r: r["session_id"],
     ))  # fmt: skip
 
@@ -154,7 +184,3 @@ def _recording(row: Any) -> dict[str, Any]:
     return {"session_id": row["session_id"], "device": record.device,
             "session_start": row["session_start"], "recorded_s": record.recorded_s,
             "good_s": dict(record.good_s), "record": record}  # fmt: skip
-
-
-def spans_of(sessions: Sequence[NamedSession]) -> list[SessionSpan]:
-    return [s.span for s in sessions]

@@ -41,7 +41,7 @@ from dashboards.analysis import (
     summarize_nights,
 )
 from dashboards.formatting import duration, hours_minutes, short_day
-from dashboards.named_sessions import cramp_markers, load_named
+from dashboards.named_sessions import cramp_markers, load_spans
 from dashboards.store import EVERYTHING, MEASURED_COUNTS, MEASURED_RATES, Store
 from dashboards.stored_rows import (
     aware_time,
@@ -281,7 +281,7 @@ class NightSummaries:
             )))
         ]  # fmt: skip
         verdicts = {t: row["verdict"] for t, row in self.store.labels(start, end).items()}
-        spans = [named.span for named in load_named(self.store, self.unreadable, start, end)]
+        spans = load_spans(self.store, self.unreadable, start, end)
         return NightData(events, sessions, markers, verdicts, spans)
 
 

@@ -23,11 +23,18 @@ from dashboards.analysis import (
     in_spans,
     insights,
     night_of,
+    span_times,
 )
 from dashboards.catalogue import Catalogue
 from dashboards.dialysis import latest_labs
 from dashboards.ingest import validate_envelope, validate_state
-from dashboards.named_sessions import NamedSession, cramp_markers, load_named, long_presses
+from dashboards.named_sessions import (
+    HOLD_MARGIN,
+    NamedSession,
+    cramp_markers,
+    load_spans,
+    long_presses,
+)
 from dashboards.night_summaries import (
     NightSummaries,
     event_target,
@@ -122,8 +129,8 @@ class Queries:
     def _in_named(self, moment: datetime) -> bool:
         """Whether a moment lies in a named session (dialysis, ...): it is no night's."""
         at = iso(moment)
-        spans = [n.span for n in load_named(self.store, self.unreadable, at, iso(moment
-                 + timedelta(milliseconds=1)))]  # fmt: skip
+        spans = load_spans(self.store, self.unreadable, at,
+                           iso(moment + timedelta(milliseconds=1)))  # fmt: skip
         return bool(in_spans(np.array([moment.timestamp()]), spans)[0])
 
     def neighbours(self, day: date) -> tuple[date | None, date | None]:
@@ -196,8 +203,7 @@ class Queries:
         their traces), signal problems, marker presses, the patient's word, the neighbours.
         What happened in a named session (dialysis, ...) is on its own page: only a link here."""
         start, end = self._timeline_window(night)
-        named = load_named(self.store, self.unreadable, start, end)
-        spans = [n.span for n in named]
+        spans = load_spans(self.store, self.unreadable, start, end)
         events, verdicts = self._listed_events(start, end, spans)
         for event in events:
             event["in_night"] = night_of(parse_time(event["start"]), self.tz) == night
@@ -214,7 +220,7 @@ class Queries:
             "markers": markers,
             "problems": self._problems(start, end),
             "sessions": sessions,
-            "named_sessions": named,
+            "named_sessions": spans,
             "channels": sorted(
                 {e["channel"] for e in events} | {c for s in sessions for c in s["good_s"]}
             ),
@@ -298,8 +304,9 @@ class Queries:
         for event in events:
             event["in_night"] = True  # listed as counted (for this session)
         cramps = [e for e in events if e["kind"] == "cramp"]
-        pressed = self._markers(start, end)
-        markers = self._cramp_markers(start, end, [], verdicts, cramps)
+        pressed = self._markers(start, iso(span.end + HOLD_MARGIN))  # with the ending hold
+        markers = [m for m in self._cramp_markers(start, iso(span.end + HOLD_MARGIN), [],
+                                                  verdicts, cramps) if m["at"] < end]  # fmt: skip
         recordings = named.recordings
         channels = sorted({e["channel"] for e in events}
                           | {c for r in recordings for c in r["good_s"]})  # fmt: skip
@@ -565,11 +572,13 @@ class Queries:
             (start, end),
         )
         verdicts = {t: r["verdict"] for t, r in self.store.labels(start, end).items()}
-        spans = [n.span for n in load_named(self.store, self.unreadable, start, end)]
+        spans = load_spans(self.store, self.unreadable, start, end)
+        starts, ends = span_times(spans)
 
         def in_night(at: str) -> date | None:  # a named session's cramps are no night's
             moment = parse_time(at)
-            if spans and in_spans(np.array([moment.timestamp()]), spans)[0]:
+            t = moment.timestamp()
+            if bool(((starts <= t) & (t < ends)).any()):
                 return None
             return night_of(moment, self.tz)
 

@@ -11,6 +11,7 @@ A long press of the button starts or ends a session: it is not a press to ask ab
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
@@ -26,13 +27,15 @@ from dashboards.dialysis import (
     latest_labs,
     session_figures,
 )
-from dashboards.named_sessions import NamedSession, cramp_markers, load_named
+from dashboards.named_sessions import HOLD_MARGIN, NamedSession, cramp_markers, load_named
 from dashboards.night_summaries import event_target, marker_target
 from dashboards.session_analysis import SessionInsights, session_insights
 from dashboards.store import Store
 from dashboards.stored_rows import aware_time, cramp_record, session_record, timed_row
 from dashboards.timebase import iso
 from dashboards.validation import UnreadableRows
+
+REPORT_SESSIONS_LISTED = 40  # longer reports list months instead of sessions
 
 
 @dataclass
@@ -60,6 +63,8 @@ class SessionQueries:
     unreadable: UnreadableRows
     cached: Callable[[Any, Callable[[], Any]], Any]
     min_sessions: int = 10
+    _parsed: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- all sessions ----------------------------------------------------------------------
 
@@ -67,7 +72,13 @@ class SessionQueries:
         return self.cached("sessions", self._data)
 
     def _data(self) -> SessionData:
-        named = load_named(self.store, self.unreadable)
+        with self._lock:  # one computation at a time: they share the details already read
+            return self._compute()
+
+    def _compute(self) -> SessionData:
+        named = load_named(self.store, self.unreadable, parsed=self._parsed)
+        ids = {n.session_id for n in named}  # details are read again only when they change
+        self._parsed = {key: d for key, d in self._parsed.items() if key[0] in ids}
         labs = self.labs()
         summaries = self._summaries(named)
         previous: list[int | None] = []
@@ -97,11 +108,16 @@ class SessionQueries:
         lo, hi = iso(min(s.start for s in spans)), iso(max(s.end for s in spans))
         read = self.unreadable.read
         events = list(read("event", self.store.query(
-            "SELECT event_id, channel, kind, start, end, duration_s, peak_uv FROM event"
-            " WHERE phase = 'ended' AND start >= ? AND start < ? ORDER BY start", (lo, hi),
+            # for each session (CROSS JOIN keeps that order), its events by the start index
+            "SELECT DISTINCT e.event_id, e.channel, e.kind, e.start, e.end, e.duration_s,"
+            " e.peak_uv FROM named_session n CROSS JOIN event e INDEXED BY event_start"
+            " ON e.start >= n.span_start AND e.start < n.span_end WHERE e.phase = 'ended'"
+            " ORDER BY e.start",
         ), cramp_record, lambda r: r["event_id"]))  # fmt: skip
+        last = iso(max(s.end for s in spans) + HOLD_MARGIN)  # the hold that ended the last one
         markers = cramp_markers(list(read("marker", self.store.query(
-            "SELECT device, at, source FROM marker WHERE at >= ? AND at < ? ORDER BY at", (lo, hi)
+            "SELECT device, at, source FROM marker WHERE at >= ? AND at < ? ORDER BY at",
+            (lo, last),
         ), timed_row, lambda r: f"{r['device']} {r['at']}")))  # fmt: skip
         verdicts = {t: row["verdict"] for t, row in self.store.labels(lo, hi).items()}
         nights = list(read("session", self.store.query(
@@ -196,6 +212,7 @@ class SessionQueries:
         rates = [r["figures"].uf_rate for r in rows if r["figures"].uf_rate is not None]
         return {
             "rows": rows,
+            "months": session_months(rows) if len(rows) > REPORT_SESSIONS_LISTED else None,
             "sessions": len(rows),
             "recorded": len(recorded),
             "complete": sum(s.complete for s in summaries),
@@ -209,6 +226,31 @@ class SessionQueries:
             "labs": self.latest_labs(),
             "insights": self.insights(),
         }
+
+
+def session_months(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sessions by calendar month (rows oldest first): for a report too long to list each."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        month = row["day"].replace(day=1)
+        if not out or out[-1]["month"] != month:
+            out.append({"month": month, "sessions": 0, "recorded": 0, "cramps": 0,
+                        "with_cramps": 0, "rates": [], "over_13": 0, "nadir_low": 0,
+                        "ended_early": 0})  # fmt: skip
+        m, summary, figures = out[-1], row["summary"], row["figures"]
+        m["sessions"] += 1
+        m["recorded"] += summary.has_recording
+        m["cramps"] += summary.cramps if summary.has_recording else 0
+        m["with_cramps"] += summary.has_recording and summary.cramps > 0
+        if figures.uf_rate is not None:
+            m["rates"].append(figures.uf_rate)
+            m["over_13"] += figures.uf_rate > 13.0
+        m["nadir_low"] += figures.nadir_low
+        m["ended_early"] += row["details"].ended_early
+    for m in out:
+        rates = m.pop("rates")
+        m["mean_rate"] = sum(rates) / len(rates) if rates else None
+    return out
 
 
 def _lab(row: Any) -> LabResult:

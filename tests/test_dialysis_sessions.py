@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -449,7 +448,23 @@ def test_stored_details_that_cannot_be_read_are_skipped_and_counted(
         db.execute("UPDATE named_session SET details = '{\"pre_weight_kg\": \"heavy\"}'"
                    " WHERE session_id = ?", (sessions[0].session_id,))  # fmt: skip
     assert client.get("/sessions").status_code == 200
-    assert client.get(f"/sessions/{sessions[0].session_id}").status_code == 404
-    assert dashboard.queries.unreadable.counts().get("named session") == 1
-    summary = replace(dashboard.queries.sessions.data().summaries[0])
-    assert summary.session_id == sessions[1].session_id
+    page = client.get(f"/sessions/{sessions[0].session_id}")  # shown, without its details
+    assert page.status_code == 200 and 'id="figure-ufr">—' in page.text
+    assert dashboard.queries.unreadable.counts().get("session details") == 1
+    first = dashboard.queries.sessions.data().summaries[0]
+    assert first.session_id == sessions[0].session_id and first.cramps == len(sessions[0].cramps)
+
+
+def test_a_long_report_lists_the_sessions_by_month(dashboard, client: TestClient) -> None:
+    day = date(2026, 6, 1)
+    for n in range(45):  # three a week for fifteen weeks, logged (nothing recorded them)
+        start = datetime.combine(day + timedelta(days=7 * (n // 3) + 2 * (n % 3)), time(7, 30))
+        dashboard.sessions.log({"start": start.isoformat(), "end": (start + timedelta(hours=4))
+                                .isoformat(), "pre_weight_kg": 72.5, "post_weight_kg": 70.0,
+                                "uf_volume_ml": 3600 if n % 5 == 0 else 2400}, "api")  # fmt: skip
+    text = client.get("/report?first=2026-06-01&last=2026-09-30").text
+    months = text.split('id="report-session-months"')[1].split("</table>")[0]
+    assert 'id="report-session-table"' not in text
+    assert "<td>Jun 2026</td>" in months and "<td>Sep 2026</td>" in months
+    assert "(0 recorded)" in months  # logged sessions without a recording are said to be so
+    assert "45 sessions in this period (0 recorded by the sensor" in text
