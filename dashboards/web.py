@@ -528,6 +528,7 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
             timeline=page_data.timeline(data, q.tz) if data else None,
             sentence=summary_sentence(recent[-1] if recent else None, today),
             notice=frequent_cramps_notice(recent), status=_status(d), recent=recent,
+            open_sessions=q.sessions.open_sessions(),
             recent_chart=page_data.nights_chart(recent, None, None, q.tz),
         )  # fmt: skip
 

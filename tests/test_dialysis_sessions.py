@@ -343,6 +343,7 @@ def test_a_session_started_and_ended_on_the_dashboard_is_in_progress_until_it_en
     path = started.headers["location"]
     assert 'id="in-progress"' in client.get(path).text
     assert "session in progress since" in client.get("/sessions").text
+    assert "A dialysis session is in progress since" in client.get("/").text
     assert client.post(f"{path}/end", data={"csrf_token": token}).status_code == 200
     assert 'id="in-progress"' not in client.get(path).text
     api = client.post("/api/sessions/start", json={"session_kind": "infusion"})
