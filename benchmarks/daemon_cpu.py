@@ -250,7 +250,8 @@ def _progress(watched: Watched) -> str:
 
 
 ACQUISITION = re.compile(
-    r"acquisition: (\d+) frames, (\d+) missing, (\d+) bus errors \((\d+) retried\), (\d+) overruns"
+    r"acquisition: (\d+) frames, (\d+) missing \((\d+) slots the host was late for, (\d+) "
+    r"dropped for a slow reader: [\d.]+ % of slots kept\), (\d+) bus errors \((\d+) retried\)"
 )
 
 
@@ -259,7 +260,7 @@ def acquisition(log_text: str) -> dict[str, int]:
     match = ACQUISITION.search(log_text)
     if match is None:
         return {}
-    keys = ("frames", "missing_frames", "bus_errors", "retries", "overruns")
+    keys = ("frames", "missing_frames", "missed_slots", "dropped_frames", "bus_errors", "retries")
     return dict(zip(keys, map(int, match.groups()), strict=True))
 
 
@@ -337,12 +338,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table, one row per variant."""
     lines = [
         "| variant | what runs | CPU s | CPU share of one core | after warm-up | peak RSS MB "
-        "| RSS end MB | MQTT msgs received | frames (missing, overruns) |",
+        "| RSS end MB | MQTT msgs received | frames (missing, dropped) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         acq = r["acquisition"]
-        frames = f"{acq['frames']} ({acq['missing_frames']}, {acq['overruns']})" if acq else "—"
+        frames = (
+            f"{acq['frames']} ({acq['missing_frames']}, {acq['dropped_frames']})" if acq else "—"
+        )
         mqtt = r.get("mqtt_received", {}).get("messages", "—")
         lines.append(
             f"| {r['key']} | {r['label']} | {r['cpu_s']:.1f} | **{_pct(r['cpu_share'])}** "

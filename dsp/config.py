@@ -165,23 +165,29 @@ class EnvelopeConfig:
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """Per-channel signal-quality checks, made once per tick (about a second)."""
+    """Per-channel signal-quality checks, made once per tick (about a second), and what counts as
+    measured when samples are missing.
+
+    After a gap of missing samples, the filtered signal is not a measurement for as long as the gap
+    lasted, at most `gap_settle_s` (the band-pass's transient); gaps up to `gap_bridge_s` are
+    crossed on a straight line that only steers the filter, longer ones restart it. An envelope hop
+    needs `min_measured_fraction` of its window measured, or it is missing.
+    """
 
     flat_uv: float = 0.05
     railed_fraction: float = 0.5
     clipping_blocking_fraction: float = 0.1
-    gap_blocking_fraction: float = 0.5
-    missing_hold_fraction: float = 0.5
     mains_fraction: float = 0.8
     settle_s: float = 1.0
+    gap_settle_s: float = 0.05
+    gap_bridge_s: float = 1.0
+    min_measured_fraction: float = 0.25
 
     def validate(self) -> None:
-        for name in (
-            "clipping_blocking_fraction",
-            "gap_blocking_fraction",
-            "missing_hold_fraction",
-        ):
+        for name in ("clipping_blocking_fraction", "min_measured_fraction"):
             _require(0 < getattr(self, name) <= 1, f"quality.{name} must be in (0, 1]")
+        for name in ("gap_settle_s", "gap_bridge_s"):
+            _require(getattr(self, name) >= 0, f"quality.{name} must be >= 0")
         _require(self.flat_uv >= 0, "quality.flat_uv must be >= 0")
         _require(0 < self.railed_fraction <= 1, "quality.railed_fraction must be in (0, 1]")
         _require(0 < self.mains_fraction <= 1, "quality.mains_fraction must be in (0, 1]")
@@ -190,7 +196,17 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Noise floor, hysteresis thresholds and the cramp/movement rules (DESIGN.md defaults)."""
+    """Noise floor, hysteresis thresholds and the cramp/movement rules (DESIGN.md defaults).
+
+    The floor is learned from quiet ticks; detection waits for `floor_warmup_s` of them. A given
+    floor (`initial_floor_uv`, else a channel's calibration) is used from the start: held all
+    through when `learn_floor` is False, else only until a floor has been learned.
+
+    `max_gap_s` is the longest gap of missing envelope that an event survives (noted as `gap`); it
+    may not exceed `merge_gap_s`, since the merge rule already joins activity that far apart and so
+    nothing a shorter gap hides could have ended the event. `weak_mvc_percent`: with an MVC
+    calibration, a cramp weaker than this (mean envelope in % of MVC) has low confidence.
+    """
 
     on_factor: float = 3.0
     on_margin_uv: float = 8.0
@@ -198,12 +214,14 @@ class DetectorConfig:
     off_margin_uv: float = 2.0
     off_hold_s: float = 0.5
     merge_gap_s: float = 2.0
+    max_gap_s: float = 2.0
     cramp_min_s: float = 10.0
     movement_min_s: float = 0.5
     floor_window_s: float = 120.0
     floor_percentile: float = 20.0
-    floor_warmup_s: float = 1.0
+    floor_warmup_s: float = 5.0
     initial_floor_uv: float | None = None
+    learn_floor: bool = True
     tonic_window_s: float = 1.5
     tonic_ratio: float = 0.25
     dip_min_s: float = 0.1
@@ -212,8 +230,13 @@ class DetectorConfig:
     max_event_s: float = 1800.0
     on_mvc_percent: float | None = None
     off_mvc_percent: float | None = None
+    weak_mvc_percent: float = 5.0
 
     def validate(self) -> None:
+        _require(
+            0 <= self.weak_mvc_percent < 100,
+            "detector.weak_mvc_percent must be at least 0 and below 100",
+        )
         for name in ("on_mvc_percent", "off_mvc_percent"):
             value = getattr(self, name)
             _require(value is None or 0 < value < 100, f"detector.{name} must be between 0 and 100")
@@ -235,6 +258,11 @@ class DetectorConfig:
         )
         for name in ("off_hold_s", "merge_gap_s", "movement_min_s", "trace_pre_s", "dip_min_s"):
             _require(getattr(self, name) >= 0, f"detector.{name} must be >= 0")
+        _require(
+            0 <= self.max_gap_s <= self.merge_gap_s,
+            f"detector.max_gap_s ({self.max_gap_s}) must be between 0 and detector.merge_gap_s "
+            f"({self.merge_gap_s}): a longer gap could hide a pause that would end the event",
+        )
         _require(self.cramp_min_s > 0, "detector.cramp_min_s must be > 0")
         _require(
             self.max_event_s > self.cramp_min_s,
@@ -318,6 +346,17 @@ class PipelineConfig:
                 f"calibration for {channel!r}, which is not one of the channels {list(self.channels)}",
             )
             calibration.validate(channel)
+        if not self.detector.learn_floor:
+            unknown = [
+                c
+                for c in self.channels
+                if self.detector.initial_floor_uv is None and self.calibration_of(c) is None
+            ]
+            _require(
+                not unknown,
+                f"a floor held fixed (detector.learn_floor false) needs a floor for {unknown}: "
+                "give detector.initial_floor_uv (--floor-uv) or a calibration",
+            )
         if self.detector.on_mvc_percent is not None:
             missing = [
                 c

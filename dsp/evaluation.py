@@ -20,8 +20,9 @@ Pure computation, no I/O. Conventions:
   annotate it once per channel. The result does not depend on the order of the inputs.
 - TP = matched pairs, FP = unmatched detections, FN = unmatched truth segments;
   precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2 TP / (2 TP + FP + FN).
-  An empty ratio (0 / 0) is 1.0 (vacuously perfect): no detections gives precision 1.0, no truth
-  gives recall 1.0, both empty gives 1.0 everywhere. Any miss or false detection makes F1 < 1.
+  A figure that cannot be computed is None, never a vacuous 1.0: precision is None without
+  detections, recall and F1 are None without truth (there was nothing to find). What can still be
+  said then (the number of false detections, false detections per hour) is reported as usual.
 - Onset error = detected start - truth start, offset error = detected end - truth end, in
   seconds: positive means the detection was late. Median absolute errors are None without matches.
 - False detections per hour = FP / recording hours; None when the hours are not given.
@@ -116,9 +117,9 @@ class KindScore:
     tp: int
     fp: int
     fn: int
-    precision: float
-    recall: float
-    f1: float
+    precision: float | None
+    recall: float | None
+    f1: float | None
     onset_errors_s: tuple[float, ...]
     offset_errors_s: tuple[float, ...]
     median_abs_onset_error_s: float | None
@@ -148,6 +149,43 @@ class KindScore:
             "missed": [a.to_dict() for a in self.missed],
             "false_detections": [d.to_dict() for d in self.false_detections],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], recording_hours: float | None) -> KindScore:
+        """The score `to_dict` wrote (the ratios are computed again from the segments)."""
+        pairs = [
+            MatchedPair(
+                truth=Annotation(**m["truth"]),
+                detection=Detection(**m["detection"]),
+                overlap_s=float(m["overlap_s"]),
+                iou=float(m["iou"]),
+            )
+            for m in data["matches"]
+        ]
+        return _kind_score(
+            data["kind"],
+            pairs,
+            [Annotation(**a) for a in data["missed"]],
+            [Detection(**d) for d in data["false_detections"]],
+            recording_hours,
+        )
+
+    def undefined_notes(self) -> list[str]:
+        """Plain sentences for the figures that cannot be computed, and why."""
+        notes = []
+        if self.n_truth == 0:
+            notes.append(
+                f"no true {self.kind}s in the truth: recall and F1 cannot be computed; "
+                f"{self.fp} {self.kind} detection(s), all false"
+                + (
+                    f" ({self.false_per_hour:.2f} per hour)"
+                    if self.false_per_hour is not None
+                    else ""
+                )
+            )
+        if self.n_detected == 0:
+            notes.append(f"no {self.kind} detections: precision cannot be computed")
+        return notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +253,7 @@ class EvaluationReport:
         for s in self.scores:
             lines.append(
                 f"{s.kind:<9} {s.n_truth:>5} {s.n_detected:>5} {s.tp:>4} {s.fp:>4} {s.fn:>4} "
-                f"{s.precision:>6.3f} {s.recall:>6.3f} {s.f1:>6.3f} "
+                f"{_fmt_ratio(s.precision):>6} {_fmt_ratio(s.recall):>6} {_fmt_ratio(s.f1):>6} "
                 f"{_fmt_s(s.median_abs_onset_error_s):>8} {_fmt_s(s.median_abs_offset_error_s):>8} "
                 f"{_fmt_num(s.false_per_hour):>7}"
             )
@@ -226,6 +264,8 @@ class EvaluationReport:
             f"matching: one-to-one, greedy by largest {self.match_by}, "
             f"needs overlap > {self.min_overlap_s:g} s, same kind, compatible channel"
         )
+        for s in self.scores:
+            lines.extend(s.undefined_notes())
         for c in self.cross:
             lines.append(c.sentence())
         for s in self.scores:
@@ -238,6 +278,10 @@ class EvaluationReport:
                 lines.append(f"false {s.kind} detections (not in truth): {len(s.false_detections)}")
                 lines.extend(_listing(s.false_detections, max_listed))
         return "\n".join(lines) + "\n"
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _fmt_s(value: float | None) -> str:
@@ -417,13 +461,45 @@ def match(
     return pairs, missed, false
 
 
-def _ratio(num: int, den: int) -> float:
-    return 1.0 if den == 0 else num / den
+def _ratio(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
 
 
 def _check_hours(recording_hours: float | None) -> None:
     if recording_hours is not None and not (math.isfinite(recording_hours) and recording_hours > 0):
         raise ValueError(f"recording_hours must be a positive number, got {recording_hours}")
+
+
+def _kind_score(
+    kind: str,
+    pairs: Sequence[MatchedPair],
+    missed: Sequence[Annotation],
+    false: Sequence[Detection],
+    recording_hours: float | None,
+) -> KindScore:
+    """The figures of one kind from its matched pairs, misses and false detections."""
+    tp, fp, fn = len(pairs), len(false), len(missed)
+    onset = tuple(p.onset_error_s for p in pairs)
+    offset = tuple(p.offset_error_s for p in pairs)
+    return KindScore(
+        kind=kind,
+        n_truth=tp + fn,
+        n_detected=tp + fp,
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        precision=_ratio(tp, tp + fp),
+        recall=_ratio(tp, tp + fn),
+        f1=None if tp + fn == 0 else 2 * tp / (2 * tp + fp + fn),
+        onset_errors_s=onset,
+        offset_errors_s=offset,
+        median_abs_onset_error_s=statistics.median(abs(e) for e in onset) if onset else None,
+        median_abs_offset_error_s=statistics.median(abs(e) for e in offset) if offset else None,
+        false_per_hour=fp / recording_hours if recording_hours is not None else None,
+        matches=tuple(pairs),
+        missed=tuple(missed),
+        false_detections=tuple(false),
+    )
 
 
 def score_kind(
@@ -441,27 +517,23 @@ def score_kind(
     dets = [d for d in to_detections(detections) if d.kind == kind]
     gold = [a for a in truth if a.kind == kind]
     pairs, missed, false = match(dets, gold, min_overlap_s=min_overlap_s, match_by=match_by)
-    tp, fp, fn = len(pairs), len(false), len(missed)
-    onset = tuple(p.onset_error_s for p in pairs)
-    offset = tuple(p.offset_error_s for p in pairs)
-    return KindScore(
-        kind=kind,
-        n_truth=len(gold),
-        n_detected=len(dets),
-        tp=tp,
-        fp=fp,
-        fn=fn,
-        precision=_ratio(tp, tp + fp),
-        recall=_ratio(tp, tp + fn),
-        f1=_ratio(2 * tp, 2 * tp + fp + fn),
-        onset_errors_s=onset,
-        offset_errors_s=offset,
-        median_abs_onset_error_s=statistics.median(abs(e) for e in onset) if onset else None,
-        median_abs_offset_error_s=statistics.median(abs(e) for e in offset) if offset else None,
-        false_per_hour=fp / recording_hours if recording_hours is not None else None,
-        matches=tuple(pairs),
-        missed=tuple(missed),
-        false_detections=tuple(false),
+    return _kind_score(kind, pairs, missed, false, recording_hours)
+
+
+def pool_scores(scores: Sequence[KindScore], recording_hours: float | None) -> KindScore:
+    """One score over several recordings of one kind: the matched pairs, misses and false
+    detections of all of them together (so ratios come from the summed counts and the median
+    timing errors from every matched pair); `recording_hours` is their total length."""
+    kinds = {s.kind for s in scores}
+    if len(kinds) != 1:
+        raise ValueError(f"pool scores of one kind at a time, got {sorted(kinds) or 'none'}")
+    _check_hours(recording_hours)
+    return _kind_score(
+        kinds.pop(),
+        [pair for s in scores for pair in s.matches],
+        [a for s in scores for a in s.missed],
+        [d for s in scores for d in s.false_detections],
+        recording_hours,
     )
 
 

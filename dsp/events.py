@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,8 @@ EVENT_FIELDS = (
     "area_uvs",
     "median_freq_hz",
     "quality",
+    "confidence",
+    "mvc_percent",
     "envelope",
     "pipeline",
 )
@@ -35,6 +38,9 @@ KIND_CRAMP = "cramp"
 KIND_MOVEMENT = "movement"
 PHASE_STARTED = "started"
 PHASE_ENDED = "ended"
+
+CONFIDENCE_HIGH = "high"
+CONFIDENCE_LOW = "low"
 
 STATE_IDLE = "idle"
 STATE_MOVEMENT = "movement"
@@ -56,19 +62,27 @@ def stable_event_id(*parts: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class EnvelopeTrace:
-    """A downsampled envelope series around an event, for plotting: value i is at t0_s + i * dt_s."""
+    """A downsampled envelope series around an event, for plotting: value i is at t0_s + i * dt_s
+    (NaN, written as null: the envelope was not measured there)."""
 
     t0_s: float
     dt_s: float
     uv: tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"t0_s": self.t0_s, "dt_s": self.dt_s, "uv": [round(v, 3) for v in self.uv]}
+        uv = [round(v, 3) if math.isfinite(v) else None for v in self.uv]  # None: not measured
+        return {"t0_s": self.t0_s, "dt_s": self.dt_s, "uv": uv}
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One cramp or movement on one channel; a cramp is reported `started` and then `ended`."""
+    """One cramp or movement on one channel; a cramp is reported `started` and then `ended`.
+
+    `mvc_percent` is the mean envelope in % of the channel's maximal voluntary contraction (None
+    without a calibration that has one). `confidence` says how sure a cramp is from what EMG can
+    tell: None when it cannot be judged (no MVC), "low" for a sustained contraction weaker than a
+    few per cent of MVC (quiet standing holds the calf there; a cramp rarely is), else "high".
+    """
 
     event_id: str
     device: str
@@ -87,6 +101,8 @@ class Event:
     envelope: EnvelopeTrace | None
     pipeline: dict[str, Any]
     session_start: datetime
+    mvc_percent: float | None = None
+    confidence: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -122,6 +138,8 @@ class Event:
                 round(self.median_freq_hz, 2) if self.median_freq_hz is not None else None
             ),
             "quality": self.quality,
+            "confidence": self.confidence,
+            "mvc_percent": round(self.mvc_percent, 2) if self.mvc_percent is not None else None,
             "envelope": self.envelope.to_dict() if self.envelope is not None else None,
             "pipeline": self.pipeline,
             **self.extra,

@@ -9,6 +9,8 @@ the samples of the tick in progress, so any block split gives exactly the same o
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,16 +19,11 @@ import numpy as np
 from dsp import __version__
 from dsp.config import PipelineConfig
 from dsp.detector import ChannelDetector, EventContext, Timebase
-from dsp.envelope import HopWindowStatistic, MissingSampleTracker
+from dsp.envelope import HopWindowStatistic
 from dsp.events import Event, QualityChange, StateChange
-from dsp.filters import (
-    StreamingSOSFilter,
-    band_pass_notch_sos,
-    envelope_lowpass_sos,
-    hold_missing,
-)
+from dsp.filters import StreamingSOSFilter, band_pass_notch_sos, envelope_lowpass_sos
 from dsp.limb_movements import LimbMovementRules, LimbMovementScorer, LimbMovementSummary
-from dsp.quality import QualityAssessor, TickQuality
+from dsp.quality import MIN_JUDGED_FRACTION, QualityAssessor, TickQuality
 from dsp.scaling import Scaler
 
 
@@ -34,7 +31,7 @@ from dsp.scaling import Scaler
 class PipelineOutput:
     """What one call produced: envelope hops (uV) from hop `first_hop` on, and what happened.
 
-    Envelope hops whose window holds missing samples are NaN.
+    Envelope hops whose window holds too few measured samples are NaN (not measured).
     """
 
     first_hop: int
@@ -66,13 +63,23 @@ class Pipeline:
         self.hops_per_tick = config.envelope.hops_per_tick(fs)
         self.tick_samples = self.hops_per_tick * self.hop
         self.scaler = Scaler(config.scaling)
+        quality = config.quality
+        gaps = {
+            "settle": round(quality.gap_settle_s * fs),
+            "bridge_max": round(quality.gap_bridge_s * fs),
+        }
         if config.mode == "raw":
-            self.filter = StreamingSOSFilter(band_pass_notch_sos(config), n_ch)
-            self.envelope = HopWindowStatistic(self.window, self.hop, n_ch, rms=True)
+            self.filter = StreamingSOSFilter(band_pass_notch_sos(config), n_ch, **gaps)
         else:
             self.window = self.hop
-            self.filter = StreamingSOSFilter(envelope_lowpass_sos(config), n_ch)
-            self.envelope = HopWindowStatistic(self.hop, self.hop, n_ch, rms=False)
+            self.filter = StreamingSOSFilter(envelope_lowpass_sos(config), n_ch, **gaps)
+        self.envelope = HopWindowStatistic(
+            self.window,
+            self.hop,
+            n_ch,
+            rms=config.mode == "raw",
+            min_measured=math.ceil(quality.min_measured_fraction * self.window),
+        )
         self.quality = QualityAssessor(config, self.scaler.rails_uv, self.tick_samples)
         self.timebase = Timebase(fs, self.hop, self.window)
         start = session_start or datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,13 +98,10 @@ class Pipeline:
             ChannelDetector(config, name, self.context, self.timebase, self.hops_per_tick)
             for name in config.channels
         ]
-        self.missing = MissingSampleTracker(
-            self.window, self.hop, n_ch, config.quality.missing_hold_fraction
-        )
-        self._last_envelope = np.zeros(n_ch)
         self._pending_scaled = np.empty((0, n_ch))
         self._pending_filtered = np.empty((0, n_ch))
         self._pending_env = np.empty((0, n_ch))
+        self._pending_measured: np.ndarray | None = None
         self._ticks_done = 0
         self._problems: list[tuple[str, ...]] = [() for _ in config.channels]
         self.limb_movements = LimbMovementScorer(config, limb_movement_rules)
@@ -112,21 +116,32 @@ class Pipeline:
         """Run one block of input samples (NaN marks a missing sample) through the chain."""
         block = self._checked(block)
         scaled = self.scaler.process(block)
-        filtered = self.filter.process(scaled)
-        env = self.envelope.process(filtered)
+        filtered, measured = self.filter.process(scaled)
+        env = self.envelope.process(filtered, measured)
         if self.config.mode == "envelope":
-            np.maximum(env, 0.0, out=env)
+            np.maximum(env, 0.0, out=env)  # NaN stays NaN
         first_hop = self.envelope.hops_emitted - len(env)
         self.samples_in += len(block)
-        env, held = self._hold_missing_hops(env, self.missing.process(scaled))
         output = PipelineOutput(first_hop=first_hop, envelope=env)
-        scaled, filtered, hops = self._complete_pending_tick(scaled, filtered, held, output)
+        scaled, filtered, measured, hops = self._complete_pending_tick(
+            scaled, filtered, measured, env, output
+        )
         n_ticks = len(scaled) // self.tick_samples
         if n_ticks:
             used, used_hops = n_ticks * self.tick_samples, n_ticks * self.hops_per_tick
-            self._run_ticks(scaled[:used], filtered[:used], hops[:used_hops], output)
+            self._run_ticks(
+                scaled[:used],
+                filtered[:used],
+                None if measured is None else measured[:used],
+                hops[:used_hops],
+                output,
+            )
             scaled, filtered, hops = scaled[used:], filtered[used:], hops[used_hops:]
+            measured = None if measured is None else measured[used:]
         if len(scaled):
+            self._pending_measured = _join_measured(
+                self._pending_measured, len(self._pending_scaled), measured, len(scaled)
+            )
             self._pending_scaled = np.concatenate([self._pending_scaled, scaled])
             self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
             self._pending_env = np.concatenate([self._pending_env, hops])
@@ -146,6 +161,7 @@ class Pipeline:
             self._run_ticks(
                 self._pending_scaled[:used],
                 self._pending_filtered[:used],
+                None if self._pending_measured is None else self._pending_measured[:used],
                 self._pending_env,
                 output,
                 partial=True,
@@ -174,44 +190,42 @@ class Pipeline:
             )
         return block
 
-    def _hold_missing_hops(
-        self, env: np.ndarray, missing: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(envelope to report, with NaN where samples were missing; envelope to detect on, held
-        at its last measured value over those hops, so a dropout is neither a dip nor an onset)."""
-        if missing is None:
-            if len(env):
-                self._last_envelope[:] = env[-1]
-            return env, env
-        reported = np.where(missing, np.nan, env)
-        return reported, hold_missing(reported, self._last_envelope)
-
     def _complete_pending_tick(
-        self, scaled: np.ndarray, filtered: np.ndarray, env: np.ndarray, output: PipelineOutput
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self,
+        scaled: np.ndarray,
+        filtered: np.ndarray,
+        measured: np.ndarray | None,
+        env: np.ndarray,
+        output: PipelineOutput,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
         """Finish the tick left over from earlier blocks; return what is left of this block."""
         pending = len(self._pending_scaled)
         if pending == 0:
-            return scaled, filtered, env
+            return scaled, filtered, measured, env
         need = self.tick_samples - pending
         if len(scaled) < need:
-            return scaled, filtered, env
+            return scaled, filtered, measured, env
         need_hops = self.hops_per_tick - len(self._pending_env)
+        head = None if measured is None else measured[:need]
         self._run_ticks(
             np.concatenate([self._pending_scaled, scaled[:need]]),
             np.concatenate([self._pending_filtered, filtered[:need]]),
+            _join_measured(self._pending_measured, pending, head, need),
             np.concatenate([self._pending_env, env[:need_hops]]),
             output,
         )
         self._pending_scaled = self._pending_scaled[:0]
         self._pending_filtered = self._pending_filtered[:0]
         self._pending_env = self._pending_env[:0]
-        return scaled[need:], filtered[need:], env[need_hops:]
+        self._pending_measured = None
+        rest = None if measured is None else measured[need:]
+        return scaled[need:], filtered[need:], rest, env[need_hops:]
 
     def _run_ticks(
         self,
         scaled: np.ndarray,
         filtered: np.ndarray,
+        measured: np.ndarray | None,
         env: np.ndarray,
         output: PipelineOutput,
         *,
@@ -225,22 +239,26 @@ class Pipeline:
         n_ticks = len(scaled) // t_len
         scaled = scaled.reshape(n_ticks, t_len, n_ch)
         filtered = filtered.reshape(n_ticks, t_len, n_ch)
+        if measured is not None:
+            measured = measured.reshape(n_ticks, t_len, n_ch)
         env = env.reshape(n_ticks, t_hops, n_ch)
         if not partial:
-            quality = self.quality.assess(scaled, filtered, env)
+            quality = self.quality.assess(scaled, filtered, measured, env)
         elif t_hops >= self.hops_per_tick / 2:
             quality = QualityAssessor(self.config, self.scaler.rails_uv, t_len).assess(
-                scaled, filtered, env
+                scaled, filtered, measured, env
             )
         else:  # too short a tail to judge flatness or hum
             quality = TickQuality.good((1, n_ch))
         any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap
         spectra = self.config.mode == "raw"
-        tick_max = env.max(axis=1).tolist()
-        tick_median = np.median(env, axis=1).tolist()
+        unjudged = quality.gap_fraction > 1.0 - MIN_JUDGED_FRACTION
+        if unjudged.any():
+            # Too little of the tick was measured to tell hum or a loose electrode from muscle:
+            # the detector does not use its hops (the envelope reported stays as measured).
+            env = np.where(unjudged[:, None, :], np.nan, env)
+        tick_max, tick_median, missing_hops = _tick_statistics(env)
         blocked = quality.blocking.tolist()
-        # Ticks with more than a few dropouts have held envelope hops: they do not teach the floor.
-        mostly_held = (quality.gap_fraction > self.config.quality.missing_hold_fraction).tolist()
         resting_uv = np.empty((n_ticks, n_ch))
         events_before = len(output.events)
         for t in range(n_ticks):
@@ -258,12 +276,14 @@ class Pipeline:
                     problems,
                     tick_max[t][c],
                     tick_median[t][c],
-                    partly_missing=mostly_held[t][c],
+                    missing_hops=missing_hops[t][c],
                 )
             self._collect(output)
         first_hop = self._ticks_done * self.hops_per_tick
         self.limb_movements.note_events(output.events[events_before:])
-        self.limb_movements.process(first_hop, env, ~quality.blocking, resting_uv)
+        # Leg movements are scored only where every hop of the tick was measured.
+        scored = ~quality.blocking & ~np.isnan(env).any(axis=1)
+        self.limb_movements.process(first_hop, env, scored, resting_uv)
         self._ticks_done += n_ticks
 
     def _note_quality(
@@ -287,3 +307,31 @@ class Pipeline:
                 else:
                     output.state_changes.append(record)
             detector.records.clear()
+
+
+def _tick_statistics(env: np.ndarray) -> tuple[list, list, list]:
+    """Per tick and channel: the highest and the median measured hop, and how many hops are not
+    measured (NaN); a tick with no measured hop has NaN for both."""
+    missing = np.isnan(env)
+    if not missing.any():
+        counts = np.zeros((env.shape[0], env.shape[2]), dtype=int)
+        return env.max(axis=1).tolist(), np.median(env, axis=1).tolist(), counts.tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ticks with no measured hop
+        median = np.nanmedian(env, axis=1)
+    return np.fmax.reduce(env, axis=1).tolist(), median.tolist(), missing.sum(axis=1).tolist()
+
+
+def _join_measured(
+    first: np.ndarray | None, n_first: int, second: np.ndarray | None, n_second: int
+) -> np.ndarray | None:
+    """Concatenate two measured-sample masks, where None means all measured."""
+    if first is None and second is None:
+        return None
+    n_ch = (first if first is not None else second).shape[1]  # type: ignore[union-attr]
+    return np.concatenate(
+        [
+            np.ones((n_first, n_ch), dtype=bool) if first is None else first,
+            np.ones((n_second, n_ch), dtype=bool) if second is None else second,
+        ]
+    )

@@ -20,6 +20,7 @@ from firmware_host.commands import (
     samples,
     service,
 )
+from research import commands as research_commands
 
 # In the order `crampwatch --help` lists them.
 COMMANDS = (demo, samples, replay, evaluate, run, calibrate, export, config, service)
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(subparsers)
     dashboard_commands.add_parsers(subparsers)
+    research_commands.add_parsers(subparsers)
     return parser
 
 

@@ -1,19 +1,26 @@
-"""The acquisition-source interface, and the threaded loop that chip sources share.
+"""The acquisition-source interface, and the converter loop that chip sources share.
 
 Every source (a real or simulated converter, a recorded file) is opened, started, read block by block
 and stopped the same way, so the rest of crampwatch does not care where samples come from. A block
 carries its samples (NaN where a sample is missing), the index of its first sample since the start,
-clock times and the running estimate of the true sampling rate. Samples are never invented and
-never silently joined: a missed conversion, a bus error that outlasts its retries, or a block the
-consumer was too slow to take becomes missing samples at the right place.
+each row's clock time (when its conversion happened) and the running estimate of the true sampling
+rate. Samples are never invented and never silently joined: a missed conversion, a bus error that
+outlasts its retries, or a block the consumer was too slow to take becomes missing samples at the
+right place.
+
+`ThreadedSource` is a converter's loop. It runs on a thread of its own (`start()`), or, for the
+daemon, in an acquisition process of its own (`hardware.acquisition_process`), where nothing the
+rest of the program does can hold it up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,7 +30,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from hardware.clock import Clock, SystemClock
+from hardware.clock import Clock, SystemClock, is_real_time
+from hardware.log_coalescing import repeated
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,13 +43,15 @@ class AcquisitionError(RuntimeError):
 
 @dataclass(frozen=True)
 class SampleBlock:
-    """Consecutive samples of every channel, shape (n, channels), NaN where missing."""
+    """Consecutive samples of every channel, shape (n, channels), NaN where missing. `times`
+    (when given) is each row's clock time, NaN for a slot the host missed (no conversion)."""
 
     samples: np.ndarray
     first_index: int
     t_first: float
     t_last: float
     fs_estimate: float
+    times: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -55,14 +65,22 @@ class SampleBlock:
 
 @dataclass
 class AcquisitionStats:
-    """Counters a source keeps while it runs (read them any time)."""
+    """Counters a source keeps while it runs (read them any time).
+
+    `frames`: rows (slots) the converter loop produced; `missing_frames`: those with a missing
+    value; `missed_slots`: those the host was too late for (part of `missing_frames`);
+    `dropped_frames`: rows with values that the reader lost for being too slow (they reach it as
+    missing rows too). Slots kept: `frames - missed_slots - dropped_frames`. `loop_cpu_us`: CPU
+    time the converter loop's thread has used (what the frames cost the host)."""
 
     frames: int = 0
     missing_frames: int = 0
+    missed_slots: int = 0  # slots the host was too late for (part of missing_frames)
     bus_errors: int = 0
     retries: int = 0
     overruns: int = 0
     dropped_frames: int = 0
+    loop_cpu_us: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -167,10 +185,13 @@ _END = object()
 
 
 class ThreadedSource(AcquisitionSource):
-    """A converter read by its own thread: frames gathered into blocks on a bounded queue.
+    """A converter's loop: frames gathered into blocks, on a thread of its own (`start()`, blocks
+    on a bounded queue) or on the caller's thread (`run`, as the acquisition process does).
 
     Subclasses open the device and produce frames (`_next_frame`), pacing themselves on the chip's
     data-ready signal or on the clock; `_with_retries` gives them the shared bus-error policy.
+    On a real-time clock a reader too slow to take a block loses it (a gap, counted); on a virtual
+    clock the loop waits for the reader instead (nothing is late in virtual time).
     """
 
     units = "V"
@@ -190,6 +211,7 @@ class ThreadedSource(AcquisitionSource):
         self.nominal_fs = float(nominal_fs)
         self.clock = clock or SystemClock()
         self.block_frames = block_frames
+        self.max_block_s: float | None = None  # also end a block once it spans this (clock s)
         self.retry = retry or RetryPolicy()
         self.rate = RateEstimator(self.nominal_fs)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_blocks)
@@ -198,6 +220,7 @@ class ThreadedSource(AcquisitionSource):
         self._ended = False
         self._failure: BaseException | None = None
         self._next_index = 0
+        self._t_last = 0.0
 
     # ---- subclass hooks -------------------------------------------------------------------------
 
@@ -252,6 +275,57 @@ class ThreadedSource(AcquisitionSource):
         self.stop()
         self._close_device()
 
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def run(self, deliver: Callable[[SampleBlock], None]) -> None:
+        """The converter loop on the calling thread, until the source ends or `stop()`: every
+        block (slots the host missed as NaN rows) goes to `deliver`. Raises what stopped the
+        converter (after delivering what it read)."""
+        rows: list[np.ndarray] = []
+        times: list[float] = []
+        nan_row = np.full(len(self.channels), np.nan)
+        block_t0 = 0.0
+        cpu0 = time.thread_time()
+        try:
+            self._begin()
+            while not self._stop.is_set():
+                frame = self._next_frame()
+                if frame is None:
+                    break
+                if not rows:
+                    block_t0 = frame.t
+                if frame.missed_before:
+                    self.stats.missed_slots += frame.missed_before
+                    rows += [nan_row] * frame.missed_before
+                    times += [math.nan] * frame.missed_before
+                rows.append(frame.values)
+                times.append(frame.t)
+                if len(rows) >= self.block_frames or (
+                    self.max_block_s is not None and frame.t - block_t0 >= self.max_block_s
+                ):
+                    self.stats.loop_cpu_us = int((time.thread_time() - cpu0) * 1e6)
+                    deliver(self._block(rows, times))
+                    rows, times = [], []
+        finally:
+            self.stats.loop_cpu_us = int((time.thread_time() - cpu0) * 1e6)
+            if rows:
+                deliver(self._block(rows, times))
+
+    def _block(self, rows: list[np.ndarray], times: list[float]) -> SampleBlock:
+        samples = np.vstack(rows)
+        t = np.array(times)
+        first = self._next_index
+        self._next_index += len(samples)
+        timed = np.flatnonzero(np.isfinite(t))
+        t_first = float(t[timed[0]]) if len(timed) else self._t_last
+        if len(timed):
+            self._t_last = float(t[timed[-1]])
+            self.rate.add(first + int(timed[0]), t_first)
+            self.rate.add(first + int(timed[-1]), self._t_last)
+        self.stats.frames += len(samples)
+        self.stats.missing_frames += int(np.isnan(samples).any(axis=1).sum())
+        return SampleBlock(samples, first, t_first, self._t_last, self.rate.fs, t)
+
     # ---- shared helpers -------------------------------------------------------------------------
 
     def _with_retries(self, access: Callable[[], T]) -> T | None:
@@ -274,46 +348,35 @@ class ThreadedSource(AcquisitionSource):
     # ---- the thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        rows: list[np.ndarray] = []
-        times: list[float] = []
-        nan_row = np.full(len(self.channels), np.nan)
         try:
-            self._begin()
-            while not self._stop.is_set():
-                frame = self._next_frame()
-                if frame is None:
-                    break
-                for _ in range(frame.missed_before):
-                    rows.append(nan_row)
-                    times.append(frame.t)
-                rows.append(frame.values)
-                times.append(frame.t)
-                if len(rows) >= self.block_frames:
-                    self._emit(rows, times)
-                    rows, times = [], []
+            self.run(self._offer)
         except Exception as error:  # reported to the reader; the thread must not die silently
             log.exception("acquisition stopped")
             self._failure = error
         finally:
-            if rows:
-                self._emit(rows, times)
             self._put_end()
 
-    def _emit(self, rows: list[np.ndarray], times: list[float]) -> None:
-        samples = np.vstack(rows)
-        first = self._next_index
-        self._next_index += len(samples)
-        self.rate.add(self._next_index - 1, times[-1])
-        missing = int(np.isnan(samples).any(axis=1).sum())
-        self.stats.frames += len(samples)
-        self.stats.missing_frames += missing
-        block = SampleBlock(samples, first, times[0], times[-1], self.rate.fs)
+    def _offer(self, block: SampleBlock) -> None:
+        """Queue a block for the reader. Real time: drop it when the reader is too far behind
+        (a gap, counted); virtual time: wait for room."""
+        if not is_real_time(self.clock):
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(block, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
         try:
             self._queue.put_nowait(block)
         except queue.Full:
             self.stats.overruns += 1
-            self.stats.dropped_frames += len(samples)
-            log.warning("reader too slow: dropped %d frames (they become a gap)", len(samples))
+            self.stats.dropped_frames += block.n - block.missing
+            log.warning(
+                "the reader fell behind the converter: %d frames dropped (they become a gap)",
+                block.n,
+                extra=repeated("reader behind"),
+            )
 
     def _put_end(self) -> None:
         while True:

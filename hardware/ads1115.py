@@ -59,7 +59,8 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from hardware.acquisition import AcquisitionError, Frame, RetryPolicy, ThreadedSource
-from hardware.clock import Clock, SystemClock
+from hardware.clock import Clock, SystemClock, is_real_time
+from hardware.log_coalescing import repeated
 
 log = logging.getLogger(__name__)
 
@@ -426,18 +427,25 @@ class _ReadyLine:
         ending: Callable[[], bool],
     ) -> tuple[int, float] | None:
         """The (count, time) of the latest pulse once count >= min_count and its time >=
-        not_before; None at the deadline (clock time) or when `ending()`."""
+        not_before; None at the deadline (clock time) or when `ending()`. On a virtual clock
+        waiting is sleeping on the clock (the chip's conversions are events on it)."""
+        real_time = is_real_time(self._clock)
         with self._cond:
             while not (self.count >= min_count and self.last_t >= not_before):
                 if ending():
                     return None
-                slice_s = min(0.005, self.period / 4)
+                # Real time: every pulse wakes the wait, so only `ending()` needs a look now and
+                # then. Virtual time: the sleep must not pass a pulse by far.
+                slice_s = 0.005 if real_time else min(0.005, self.period / 4)
                 if deadline is not None:
                     remaining = deadline - self._clock.monotonic()
                     if remaining <= 0:
                         return None
                     slice_s = min(slice_s, remaining)
-                self._cond.wait(timeout=max(slice_s, 1e-4))
+                if real_time:
+                    self._cond.wait(timeout=max(slice_s, 1e-4))
+                else:
+                    self._clock.sleep(slice_s)  # RLock: the pulse callback may take it here
             return self.count, self.last_t
 
 
@@ -869,7 +877,11 @@ class ADS1115Source(ThreadedSource):
                 f"ADS1115 at {self.address:#04x}: no conversion-ready pulse on GPIO "
                 f"{self.ready_pin} for {silent:.1f} s (check the ALERT/RDY wire and the bus)"
             )
-        log.warning("ADS1115: no RDY pulse for %.3f s; re-sending the configuration", silent)
+        log.warning(
+            "ADS1115: no RDY pulse for %.3f s; re-sending the configuration",
+            silent,
+            extra=repeated("ads1115 silent"),
+        )
         self.ready_timeouts += 1
         self._enable_ready()
         if len(self._configs) == 1:

@@ -5,7 +5,10 @@ register semantics: the pointer register, config (reset 0x8583), conversion, Lo_
 and Hi_thresh (0x7FFF), big-endian on the wire. A background thread follows a shared `Clock` and
 completes conversions at data_rate x (1 + clock_error): each samples the selected MUX input from
 `AnalogInputs.volts(t)` at the conversion's end, quantised to 16 bits for the PGA and clipped to
-0x7FFF / 0x8000. Continuous and single-shot (OS bit) modes behave as the datasheet says: a config
+0x7FFF / 0x8000. On a virtual clock (`VirtualClock`) there is no thread: each conversion's end is
+an event on the clock, run by whoever sleeps past it, so the chip and the driver that reads it
+run as fast as the computer allows and every run is the same. Conversions of an uninterrupted
+continuous run are on an exact grid (start + k periods), not a sum of periods. Continuous and single-shot (OS bit) modes behave as the datasheet says: a config
 write during a conversion takes effect for the next one (in continuous mode: any write made before
 the chip published the current result, so the rule holds in the timeline a driver observes even
 when the chip's thread runs late). With RDY thresholds (Hi MSB 1, Lo MSB 0)
@@ -54,7 +57,7 @@ from hardware.ads1115 import (
     REG_LO_THRESH,
 )
 from hardware.analog_inputs import AnalogInputs
-from hardware.clock import Clock
+from hardware.clock import Clock, is_real_time
 from hardware.closing import ClosedOnExit
 
 I2C_M_RD = 0x0001  # the read flag of an i2c_msg (linux/i2c.h)
@@ -99,6 +102,14 @@ def _fields(config: int) -> tuple[int, int, int, int]:
         (config >> 8) & 1,
         RATE_OF_CODE[(config >> 5) & 0b111],
     )
+
+
+def _forget_states(pin: object, keep: int = 1000) -> None:
+    """A gpiozero MockPin logs every change (`states`): all night at 860 SPS that is millions
+    of objects, and garbage collection that stalls. Keep only the recent ones."""
+    states = getattr(pin, "states", None)
+    if states is not None and len(states) > keep:
+        pin.clear_states()  # type: ignore[attr-defined]
 
 
 def quantise(volts: float, pga: int) -> int:
@@ -155,13 +166,17 @@ class SimulatedADS1115Bus(ClosedOnExit):
         self._engine_config = self._regs[REG_CONFIG]  # the config as of the engine's time
         self._running: int | None = None  # config of the conversion in progress
         self._next_end: float | None = None
+        self._grid = (0.0, 0, 0.0)  # continuous run: first start, conversions since, period
         self._pending: deque[tuple[float, int]] = deque()  # writes during a conversion
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="sim-ads1115", daemon=True)
-        self._thread.start()
+        self._scheduled: float | None = None  # virtual clock: the conversion end scheduled
+        self._thread: threading.Thread | None = None
+        if is_real_time(clock):
+            self._thread = threading.Thread(target=self._run, name="sim-ads1115", daemon=True)
+            self._thread.start()
 
     # ---- the smbus2 surface -----------------------------------------------------------------
 
@@ -206,10 +221,10 @@ class SimulatedADS1115Bus(ClosedOnExit):
         self.stop()
 
     def stop(self) -> None:
-        """End the conversion thread."""
+        """End the conversion thread (on a virtual clock: no more conversions)."""
         self._halt.set()
         self._wake.set()
-        if self._thread is not threading.current_thread():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
 
     # ---- inspection -----------------------------------------------------------------------------
@@ -277,10 +292,24 @@ class SimulatedADS1115Bus(ClosedOnExit):
 
     def _start(self, t: float, config: int) -> None:
         self._running = config
-        self._next_end = t + self._period(config)
+        period = self._period(config)
+        self._grid = (t, 1, period)
+        self._next_end = t + period
         if self._ready_enabled() and _fields(config)[2] != MODE_CONTINUOUS:
             self._release_ready()
-        self._wake.set()
+        self._wake_engine()
+
+    def _continue(self, t_end: float, config: int) -> None:
+        """The next continuous conversion: on the run's grid while the period stays the same."""
+        self._running = config
+        period = self._period(config)
+        start, n, grid_period = self._grid
+        if period == grid_period:
+            self._grid = (start, n + 1, period)
+            self._next_end = start + (n + 1) * period
+        else:
+            self._grid = (t_end, 1, period)
+            self._next_end = t_end + period
 
     def _period(self, config: int) -> float:
         return 1.0 / (_fields(config)[3] * (1.0 + self.clock_error))
@@ -307,8 +336,7 @@ class SimulatedADS1115Bus(ClosedOnExit):
         while self._pending and self._pending[0][0] <= cutoff:
             self._engine_config = self._pending.popleft()[1] & ~OS_BIT
         if _fields(self._engine_config)[2] == MODE_CONTINUOUS:
-            self._running = self._engine_config
-            self._next_end = t_end + self._period(self._engine_config)
+            self._continue(t_end, self._engine_config)
             return
         self._running, self._next_end = None, None
         while self._pending and self._running is None:  # landed after it, while powered down
@@ -356,6 +384,7 @@ class SimulatedADS1115Bus(ClosedOnExit):
         if continuous:
             release()
         self.stats.ready_pulses += 1
+        _forget_states(pin)
         return True
 
     def _release_ready(self) -> None:
@@ -363,7 +392,30 @@ class SimulatedADS1115Bus(ClosedOnExit):
         assert pin is not None
         (pin.drive_high if self._active_low() else pin.drive_low)()
 
-    # ---- the thread ---------------------------------------------------------------------------
+    # ---- the engine: a thread on a real-time clock, events on a virtual one ----------------------
+
+    def _wake_engine(self) -> None:
+        """The next conversion end may have moved: tell the thread, or schedule it (under the
+        lock)."""
+        if self._thread is not None:
+            self._wake.set()
+            return
+        due = self._next_end
+        if due is not None and due != self._scheduled and not self._halt.is_set():
+            self._scheduled = due
+            self.clock.call_at(due, lambda: self._on_due(due))  # type: ignore[attr-defined]
+
+    def _on_due(self, t: float) -> None:
+        """A scheduled conversion end (virtual clock): complete what is due, schedule the next."""
+        with self._lock:
+            if t == self._scheduled:
+                self._scheduled = None
+            if self._halt.is_set():
+                return
+            now = self.clock.monotonic()
+            while self._next_end is not None and self._next_end <= now:
+                self._complete()
+            self._wake_engine()
 
     def _run(self) -> None:
         while not self._halt.is_set():

@@ -8,9 +8,16 @@ values at any time a converter samples, moving forward only and holding a bounde
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +42,18 @@ class SignalPlayer:
         self.exhausted = False
 
     @classmethod
-    def from_synthetic(cls, plan: object, seed: int, block: int = 8192) -> SignalPlayer:
-        from hardware.synthetic_emg import SyntheticEMG
-
-        emg = SyntheticEMG(plan, seed=seed)  # type: ignore[arg-type]
-        return cls(emg.blocks(block), plan.fs, plan.channels)  # type: ignore[attr-defined]
+    def from_synthetic(
+        cls, plan: object, seed: int, block: int = 8192, apart: bool = False
+    ) -> SignalPlayer:
+        """A synthetic night. With `apart`, it is made in a process of its own, a block ahead:
+        a converter paced in real time must not wait while the signal is made (in this process
+        the making would hold the interpreter for tens of milliseconds at a time)."""
+        blocks = (
+            made_apart(partial(_synthetic_blocks, plan, seed, block))
+            if apart
+            else _synthetic_blocks(plan, seed, block)
+        )
+        return cls(blocks, plan.fs, plan.channels)  # type: ignore[attr-defined]
 
     @classmethod
     def from_file(
@@ -50,8 +64,10 @@ class SignalPlayer:
         channels: Sequence[str | int] | None = None,
         units: str | None = None,
         block: int = 8192,
+        apart: bool = False,
     ) -> SignalPlayer:
-        """Play a recording; its values must be in uV, mV or V (counts have no electrode scale)."""
+        """Play a recording; its values must be in uV, mV or V (counts have no electrode scale).
+        `apart`: as for `from_synthetic`."""
         from hardware.recordings import RecordingError, open_recording
         from hardware.recordings.errors import SIGNAL_OPTIONS
 
@@ -66,7 +82,21 @@ class SignalPlayer:
                 f"'{path}' is in {unit}; a simulated chip needs the electrode signal in uV, mV "
                 "or V (pass --signal-units if the file does not say)"
             )
-        return cls(recording.blocks(block), info.fs, info.channels, _TO_MICROVOLTS[unit])
+        if apart:
+            recording.close()
+            blocks = made_apart(partial(_file_blocks, path, fs, channels, units, block))
+        else:
+            blocks = recording.blocks(block)
+        return cls(blocks, info.fs, info.channels, _TO_MICROVOLTS[unit])
+
+    def preload(self) -> None:
+        """Have the first block ready (before a converter starts sampling in real time)."""
+        self._load_until(0)
+
+    @property
+    def duration_s(self) -> float | None:
+        """The signal's length, once it has all been read (else None)."""
+        return self._loaded / self.fs if self.exhausted else None
 
     def ended(self, t: float) -> bool:
         """Has the signal run out by time t?"""
@@ -94,6 +124,70 @@ class SignalPlayer:
                 return
             self._buffer.append((self._loaded, np.asarray(block, dtype=np.float64)))
             self._loaded += len(block)
+
+
+def _synthetic_blocks(plan: object, seed: int, block: int) -> Iterator[np.ndarray]:
+    from hardware.synthetic_emg import SyntheticEMG
+
+    return SyntheticEMG(plan, seed=seed).blocks(block)  # type: ignore[arg-type]
+
+
+def _file_blocks(
+    path: Path,
+    fs: float | None,
+    channels: Sequence[str | int] | None,
+    units: str | None,
+    block: int,
+) -> Iterator[np.ndarray]:
+    from hardware.recordings import open_recording
+
+    with open_recording(path, fs=fs, channels=channels, units=units) as recording:
+        yield from recording.blocks(block)
+
+
+def made_apart(recipe: Callable[[], Iterator[np.ndarray]]) -> Iterator[np.ndarray]:
+    """The blocks `recipe()` makes, made in a process of their own (one block ahead: it makes
+    the next while this one is used). An error there is raised here; the process ends with the
+    iterator, or with this process."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    maker = context.Process(
+        target=_make_blocks, args=(recipe, send, os.getpid()), name="signal-maker", daemon=True
+    )
+    maker.start()
+    send.close()
+    try:
+        while True:
+            try:
+                message = receive.recv()
+            except EOFError:
+                raise RuntimeError("the process making the signal ended without a word") from None
+            if message is None:
+                return
+            if isinstance(message, BaseException):
+                raise message
+            yield message
+    finally:
+        receive.close()
+        maker.join(timeout=1.0)
+        if maker.is_alive():
+            maker.terminate()
+
+
+def _make_blocks(recipe: Callable[[], Iterator[np.ndarray]], send: Connection, parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # die with the reader's process (Linux)
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))
+    if os.getppid() != parent:
+        return
+    try:
+        for block in recipe():
+            send.send(np.ascontiguousarray(block))
+        send.send(None)
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        return
+    except BaseException as error:  # told to the reader, who raises it
+        with contextlib.suppress(OSError):
+            send.send(error)
 
 
 @dataclass(frozen=True)
@@ -137,6 +231,13 @@ class AnalogInputs:
 
     def ended(self, t: float) -> bool:
         return self.player.ended(self._signal_time(t))
+
+    def end_time(self) -> float | None:
+        """The clock time at which the signal ends, once that is known."""
+        duration = self.player.duration_s
+        if duration is None:
+            return None
+        return (self._origin or 0.0) + duration if self.start_at_first_sample else duration
 
     def volts(self, t: float) -> np.ndarray:
         """Volts on every input at clock time t."""

@@ -220,7 +220,9 @@ class MCP3008Source(ThreadedSource):
     slot it is in: the slots passed over become `Frame.missed_before`, never invented samples.
     Values are volts at the input pins (code * vref / 1024). `spi` is an opened spidev-like object
     or a factory called on `open()` (e.g. `open_spi`); the source owns it and closes it.
-    `is_finished` (for simulated signals) ends the stream; a frame it ends during is let go.
+    `is_finished` (for simulated signals) ends the stream; a frame it ends during is let go, and
+    slots the host was too late for before the end (up to `finished_at()`, the end's clock time,
+    when given) are the stream's last, missing rows.
     """
 
     def __init__(
@@ -233,6 +235,7 @@ class MCP3008Source(ThreadedSource):
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
         is_finished: Callable[[], bool] | None = None,
+        finished_at: Callable[[], float | None] | None = None,
         block_frames: int = 256,
         queue_blocks: int = 256,
     ) -> None:
@@ -254,10 +257,13 @@ class MCP3008Source(ThreadedSource):
         self.lsb_v = self.vref / RESOLUTION
         self._spi_or_factory = spi
         self._is_finished = is_finished
+        self._finished_at = finished_at
         self._adc: MCP3008 | None = None
         self._reads: list[Callable[[], int]] = []
         self.t_start = 0.0
         self._slot = 0
+        self._signal_over = False
+        self._running_at = 0.0
 
     # ---- device ---------------------------------------------------------------------------------
 
@@ -288,18 +294,42 @@ class MCP3008Source(ThreadedSource):
             self._open_device()
         self.t_start = self.clock.monotonic()
         self._slot = 0
+        self._signal_over = False
+        self._running_at = self.t_start  # the last time the signal was seen running
 
     def _next_frame(self) -> Frame | None:
         now = self._wait_until(self.t_start + self._slot / self.nominal_fs)
-        if self._stop.is_set() or self._finished():
+        if self._stop.is_set():
             return None
         late = (now - self.t_start) * self.nominal_fs - self._slot
         missed = max(0, int(late + 1e-6))  # whole periods passed over
-        self._slot += missed + 1
+        if self._finished():
+            return self._missed_at_the_end()
+        self._running_at = now
         values = self._read_frame()
         if self._finished():  # the signal ended while this frame was read: not part of it
-            return None
+            return self._missed_at_the_end()
+        self._slot += missed + 1
         return Frame(now, values, missed)
+
+    def _missed_at_the_end(self) -> Frame | None:
+        """The signal ended (a simulation) while the host was late: the slots it passed over
+        while the signal still ran (up to its end, or the last time it was seen running) end
+        the stream as missing rows, so a stall at the end does not shorten the night."""
+        if self._signal_over:
+            return None
+        self._signal_over = True
+        end = self._finished_at() if self._finished_at is not None else None
+        if end is None:  # slots up to the last time the signal was seen running
+            due = math.floor((self._running_at - self.t_start) * self.nominal_fs + 1e-6) + 1
+        else:  # slots before the end
+            due = math.ceil((end - self.t_start) * self.nominal_fs - 1e-6)
+        missed = due - self._slot
+        if missed <= 0:
+            return None
+        self._slot += missed
+        self.stats.missed_slots += 1  # the row below is a missed slot, not a failed read
+        return Frame(math.nan, np.full(len(self.inputs), np.nan), missed - 1)  # no conversion
 
     def _finished(self) -> bool:
         return self._is_finished is not None and self._is_finished()

@@ -204,6 +204,11 @@ class SimulatedMCP3008SPI(ClosedOnExit):
         """Has the signal on the inputs run out at the current clock time?"""
         return self.inputs.ended(self._now())
 
+    def finished_at(self) -> float | None:
+        """The clock time the signal on the inputs ends (known once it has all been read)."""
+        end = self.inputs.end_time()
+        return None if end is None else end + self.time_origin
+
     def _now(self) -> float:
         return self.clock.monotonic() - self.time_origin
 

@@ -57,3 +57,35 @@ def walking(
     amplitude[inside & in_burst] = burst_uv
     amplitude[inside & ~in_burst] = relaxed_uv
     return emg_like(n, fs, seed) * amplitude[:, None]
+
+
+def quiet_standing(
+    fs: float,
+    duration_s: float,
+    start_s: float,
+    end_s: float,
+    *,
+    seed: int = 0,
+    floor_uv: float = 3.0,
+    low: float = 2.0,
+    high: float = 4.0,
+) -> np.ndarray:
+    """One calf channel: rest, then quiet standing, then rest.
+
+    Standing holds the calf (soleus, gastrocnemius) in low-level tonic activity that follows the
+    body's postural sway: the centre of pressure drifts forwards and back over seconds (most of
+    its power below 0.5 Hz), and the plantar flexors are more active the further forward it is.
+    The envelope here is `low` to `high` times the resting floor, following a sway made of slow
+    random drift under 0.5 Hz; rest before and after.
+    """
+    rng = np.random.default_rng(seed)
+    n = round(duration_s * fs)
+    t = np.arange(n) / fs
+    drift = signal.sosfiltfilt(
+        signal.butter(2, 0.5, fs=fs, output="sos"), rng.standard_normal(n + round(20 * fs))
+    )[round(10 * fs) : round(10 * fs) + n]
+    sway = (drift - drift.min()) / (drift.max() - drift.min())  # 0 (back) .. 1 (forward)
+    amplitude = np.full(n, floor_uv)
+    standing = (t >= start_s) & (t < end_s)
+    amplitude[standing] = floor_uv * (low + (high - low) * sway[standing])
+    return emg_like(n, fs, seed + 1) * amplitude[:, None]

@@ -29,8 +29,8 @@ from hardware.recordings import RecordingError, open_recording
 class FakeConverter(ThreadedSource):
     """A converter whose frames, failures and missed slots the test scripts."""
 
-    def __init__(self, script: list, fs: float = 100.0, **kwargs) -> None:
-        super().__init__(("a", "b"), fs, clock=VirtualClock(), block_frames=8, **kwargs)
+    def __init__(self, script: list, fs: float = 100.0, clock=None, **kwargs) -> None:
+        super().__init__(("a", "b"), fs, clock=clock or VirtualClock(), block_frames=8, **kwargs)
         self.script = iter(script)
         self.opened = self.closed = False
         self.k = 0
@@ -95,8 +95,15 @@ def test_bus_errors_are_retried_counted_and_never_fatal() -> None:
     assert source.stats.bus_errors == 6 and source.stats.retries == 5
 
 
+class HurriedClock(VirtualClock):
+    """Virtual time that the converter must treat as real time (it may not wait for a reader)."""
+
+    real_time = True
+
+
 def test_a_reader_that_falls_behind_gets_a_gap_not_a_join() -> None:
-    source = FakeConverter([(0, 0)] * 100 + ["gate"] + [(0, 0)] * 40, queue_blocks=2)
+    script = [(0, 0)] * 100 + ["gate"] + [(0, 0)] * 40
+    source = FakeConverter(script, queue_blocks=2, clock=HurriedClock())
     with source:
         source.start()
         deadline = time.monotonic() + 5
@@ -111,6 +118,29 @@ def test_a_reader_that_falls_behind_gets_a_gap_not_a_join() -> None:
     assert 0 < np.isnan(joined[:, 0]).sum() <= source.stats.dropped_frames
     received = ~np.isnan(joined[:, 0])
     assert np.array_equal(joined[received, 0], np.flatnonzero(received).astype(float))
+
+
+def test_on_a_virtual_clock_the_converter_waits_for_a_slow_reader() -> None:
+    source = FakeConverter([(0, 0)] * 300, queue_blocks=2)
+    with source:
+        source.start()
+        time.sleep(0.2)  # the reader is away: the converter waits instead of dropping
+        samples = np.concatenate(list(contiguous(source.blocks(timeout=5), 2)))
+    assert source.stats.overruns == 0 and len(samples) == 300
+    assert np.array_equal(samples[:, 0], np.arange(300.0))
+
+
+def test_blocks_carry_each_rows_time_and_nan_for_missed_slots() -> None:
+    source = FakeConverter([(0, 0)] * 5 + [(2, 0)] + [(0, 0)] * 4)
+    with source:
+        source.start()
+        blocks = list(source.blocks(timeout=5))
+    times = np.concatenate([b.times for b in blocks])
+    assert np.isnan(times[5:7]).all() and source.stats.missed_slots == 2
+    assert times[~np.isnan(times)] == pytest.approx(
+        [0.01 * k for k in (1, 2, 3, 4, 5, 8, 9, 10, 11, 12)]
+    )
+    assert blocks[0].t_first == pytest.approx(0.01) and blocks[-1].t_last == pytest.approx(0.12)
 
 
 def test_a_broken_device_ends_the_stream_with_a_clear_error() -> None:

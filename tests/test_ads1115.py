@@ -1,11 +1,15 @@
 """ADS1115 driver and simulated chip: register bytes, decoding, and acquisition through the sim.
 
-Acquisition tests run the simulated chip and the driver on a shared ScaledClock (a few times real
-time) with gpiozero's MockFactory for the ALERT/RDY pin. Every value the driver returns is checked
+Acquisition tests run the simulated chip and the driver on a shared VirtualClock (the chip's
+conversions are events on it: every run is the same, and as fast as the computer allows) with
+gpiozero's MockFactory for the ALERT/RDY pin; a host late for some MUX switches is made late on
+purpose (`LateSource`), never by hoping for load. Every value the driver returns is checked
 against the simulated chip's own log of conversions: the conversion published last before the
 frame's RDY pulse must have exactly that code (nothing invented, nothing mislabelled in time).
 With several inputs, rows are also checked against the time base: row r holds conversions made
 about r slots of 2n conversions after the first (missed slots are NaN rows, never dropped rows).
+One test runs in real time and asserts what holds however busy the host is: every value exact,
+every slot accounted for, the share kept as reported.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from hardware.acquisition import AcquisitionError, Frame, RetryPolicy, SampleBlo
 from hardware.ads1115 import (
     ADS1115,
     COMP_QUE_ONE,
-    GRID_HOLD_S,
     MODE_CONTINUOUS,
     MUX,
     PGA,
@@ -42,8 +45,9 @@ from hardware.ads1115 import (
 )
 from hardware.ads1115_sim import Conversion, SimulatedADS1115Bus
 from hardware.analog_inputs import AnalogInputs, InputFault, SignalPlayer
-from hardware.clock import ScaledClock
+from hardware.clock import Clock, ScaledClock, VirtualClock
 from hardware.front_end import FrontEnd
+from hardware.log_coalescing import COALESCE
 
 SIGNAL_FS = 10_000.0
 READY_GPIO = 17
@@ -148,7 +152,7 @@ def pin_volts(signal: np.ndarray, t: float, column: int) -> float:
 @contextlib.contextmanager
 def simulated_chip(
     signal: np.ndarray,
-    clock: ScaledClock,
+    clock: Clock,
     *,
     wiring: Sequence[int | None],
     ready_pin: object = None,
@@ -414,7 +418,6 @@ class Run:
     source: RecordingSource
     blocks: list[SampleBlock]
     log: list[Conversion]
-    steady: bool  # the host kept time (see `steady_run`)
 
     @property
     def samples(self) -> np.ndarray:
@@ -429,74 +432,49 @@ class Run:
         return self.log[self.log.index(first) : self.log.index(last) + 1]
 
 
-def steady_run(
+def chip_run(
     pins: MockFactory,
     signal: np.ndarray,
     *,
     wiring: Sequence[int | None],
-    period: float,
-    speed: float = 2.0,
+    clock: Clock | None = None,
     rdy: bool = True,
     faults: Sequence[InputFault] = (),
     sim: dict[str, float] | None = None,
     bus_factory: bool = False,
     source_type: type[RecordingSource] = RecordingSource,
-    attempts: int = 2,
     **source_options: object,
 ) -> Run:
-    """Acquire the whole signal, at most `attempts` times, until the host kept time: the simulated
-    chip's thread published at most 5 % of its conversions more than a period late and the driver
-    read nearly all of its pulses in time (a starved VM makes the chip or the driver look late,
-    which rate and gap checks cannot tell from a driver fault)."""
-    for _ in range(attempts):
-        pins.reset()
-        clock = ScaledClock(speed)
-        ready_pin = pins.pin(READY_GPIO) if rdy else None
-        options = sim or {}
-        with simulated_chip(
-            signal, clock, wiring=wiring, ready_pin=ready_pin, faults=faults, **options
-        ) as bus:
-            source = source_type(
-                (lambda: bus) if bus_factory else bus,
-                ready_pin=READY_GPIO if rdy else None,
-                clock=clock,
-                is_finished=bus.finished.is_set,
-                **source_options,
-            )
-            blocks = acquire(source)
-            log = list(bus.conversions)
-            if bus_factory:
-                with pytest.raises(OSError):
-                    bus.read_i2c_block_data(0x48, 0, 2)  # the source closed the bus it opened
-        late = np.mean([c.published - c.t > period for c in log])
-        # The driver's thread starved too: reads that came too late to be trusted (made NaN).
-        driver_late = source.read_races + source.ready_timeouts > 0.02 * max(1, len(source.frames))
-        if not faults and not {"bus_error_rate", "missed_ready_rate"} & set(options):
-            # Nothing was injected, so missed slots can only be the host lagging.
-            frames = source.frames
-            missed = sum(bool(np.isnan(f.values).any()) + f.missed_before for f in frames)
-            driver_late |= missed > 0.05 * max(1, len(frames))
-        if late < 0.05 and not driver_late:
-            return Run(source, blocks, log, steady=True)
-    return Run(source, blocks, log, steady=False)
-
-
-def timing_checked(run: Run) -> bool:
-    """Whether to check rates and gaps (skipped, with a reason, when the host never kept time)."""
-    if not run.steady:
-        pytest.skip("host starved of CPU in both runs: only exactness was checked")
-    return True
+    """Acquire the whole signal through the simulated chip, on a virtual clock unless given."""
+    pins.reset()
+    clock = clock or VirtualClock()
+    ready_pin = pins.pin(READY_GPIO) if rdy else None
+    with simulated_chip(
+        signal, clock, wiring=wiring, ready_pin=ready_pin, faults=faults, **(sim or {})
+    ) as bus:
+        source = source_type(
+            (lambda: bus) if bus_factory else bus,
+            ready_pin=READY_GPIO if rdy else None,
+            clock=clock,
+            is_finished=bus.finished.is_set,
+            **source_options,
+        )
+        blocks = acquire(source)
+        log = list(bus.conversions)
+        if bus_factory:
+            with pytest.raises(OSError):
+                bus.read_i2c_block_data(0x48, 0, 2)  # the source closed the bus it opened
+    return Run(source, blocks, log)
 
 
 def test_single_input_sine_comes_back_exactly_at_the_chip_rate(pins: MockFactory) -> None:
     data_rate, clock_error, pga = 128, 0.07, 4.096
     true_fs = data_rate * (1 + clock_error)
     signal = sines(3.0, (5.0, 1000.0))  # 1 V amplitude around 1.65 V
-    run = steady_run(
+    run = chip_run(
         pins,
         signal,
         wiring=[0, None, None, None],
-        period=1 / true_fs,
         sim={"clock_error": clock_error},
         inputs=[("calf", "AIN0")],
         pga=pga,
@@ -505,21 +483,27 @@ def test_single_input_sine_comes_back_exactly_at_the_chip_rate(pins: MockFactory
     )
     source, samples, times, lsb = run.source, run.samples, run.times, lsb_volts(pga)
     assert source.nominal_fs == data_rate
-    lateness = []
-    for frame in source.frames:
+    for frame in source.frames:  # each value is exactly the conversion whose pulse was read
         conversion = conversion_at(run.log, frame.t)
-        lateness.append(frame.t - conversion.t)
-        if not np.isnan(frame.values[0]):  # exactly the conversion whose pulse was read
-            assert frame.values[0] == conversion.code * lsb
-            assert abs(frame.values[0] - pin_volts(signal, conversion.t, 0)) <= lsb
-    assert min(lateness) >= 0 and np.all(np.diff(times) > 0)
-    assert 2.5 < times[-1] < 3.1
-    if timing_checked(run):
-        assert np.median(lateness) < 0.5 / true_fs
-        assert np.isnan(samples).mean() < 0.05
-        assert abs(len(samples) - len(run.conversions(times[0], times[-1]))) <= 2
-        assert run.blocks[-1].fs_estimate == pytest.approx(true_fs, rel=0.01)
-        assert (len(samples) - 1) / (times[-1] - times[0]) == pytest.approx(true_fs, rel=0.01)
+        assert frame.t == conversion.t  # read at its pulse, on the virtual clock
+        assert frame.values[0] == conversion.code * lsb
+        assert abs(frame.values[0] - pin_volts(signal, conversion.t, 0)) <= lsb
+    assert np.all(np.diff(times) > 0) and 2.9 < times[-1] < 3.1
+    assert not np.isnan(samples).any()  # every conversion kept
+    assert len(samples) == len(run.conversions(times[0], times[-1]))
+    assert run.blocks[-1].fs_estimate == pytest.approx(true_fs, rel=1e-6)
+
+
+def test_the_same_run_gives_the_same_samples_on_the_virtual_clock(pins: MockFactory) -> None:
+    signal = sines(2.0, (3.0, 800.0), (7.0, 500.0))
+    options = {"inputs": [("left", "AIN0-AIN3"), ("right", "AIN1-AIN3")], "data_rate": 860}
+    runs = [
+        chip_run(pins, signal, wiring=[0, 1, None, None], sim={"clock_error": 0.04}, **options)
+        for _ in range(2)
+    ]
+    first, second = (run.samples for run in runs)
+    assert np.array_equal(first, second) and not np.isnan(first).any()
+    assert np.array_equal(runs[0].times, runs[1].times)
 
 
 def check_mux_readings(run: Run, signal: np.ndarray, pga: float, mux: Sequence[str]) -> int:
@@ -551,17 +535,6 @@ class TimeBase:
         """One row per slot due, within 2 rows and 1 % (a host stall can make the driver count
         a conversion too many or too few)."""
         return abs(self.rows - self.due) <= 2 + 0.01 * self.due
-
-
-def time_base_checked(run: Run) -> bool:
-    """Whether to check the rows against the chip's conversions: not when the simulated chip's own
-    thread stalled for half the time the driver holds frames or longer. Its pulses then all come
-    that late, which the driver cannot tell from lost pulses (a host stalled that long loses the
-    count); that is the simulation starving, not the driver being late for a switch."""
-    stall = max(c.published - c.t for c in run.log)
-    if stall >= GRID_HOLD_S / 2:
-        pytest.skip(f"the simulated chip's thread stalled {stall:.2f} s: only exactness checked")
-    return True
 
 
 def check_time_base(run: Run, conversion_rate: float, pga: float, mux: Sequence[str]) -> TimeBase:
@@ -605,11 +578,10 @@ def test_two_inputs_by_mux_switching_each_get_their_own_signal(pins: MockFactory
     conversion_rate = data_rate * (1 + clock_error)
     signal = sines(3.0, (3.0, 800.0), (7.0, 500.0))
     mux = {"left": "AIN0-AIN3", "right": "AIN1-AIN3"}  # AIN3: the reference, at the bias
-    run = steady_run(
+    run = chip_run(
         pins,
         signal,
         wiring=[0, 1, None, None],
-        period=1 / conversion_rate,
         sim={"clock_error": clock_error},
         inputs=list(mux.items()),
         pga=pga,
@@ -621,46 +593,36 @@ def test_two_inputs_by_mux_switching_each_get_their_own_signal(pins: MockFactory
     passes = len(source.readings) // 2  # every pass reads both inputs, in order
     assert [c for c, _, _ in source.readings[: 2 * passes]] == [0, 1] * passes
     check_mux_readings(run, signal, pga, list(mux.values()))  # each value exactly
-    whole = ~np.isnan(samples).any(axis=1)
-    left, right = samples[whole].T
+    left, right = samples.T
+    assert not np.isnan(samples).any()  # in time for every switch: every slot kept
     assert abs(np.corrcoef(left, right)[0, 1]) < 0.3  # two signals, not one
-    if time_base_checked(run):
-        base = check_time_base(run, conversion_rate, pga, list(mux.values()))
-        assert base.covers_due and base.worst_offset <= 1.0
-    if timing_checked(run):
-        per_channel = conversion_rate / 4
-        times = run.times
-        assert (len(samples) - 1) / (times[-1] - times[0]) == pytest.approx(per_channel, rel=0.02)
-        assert run.blocks[-1].fs_estimate == pytest.approx(per_channel, rel=0.02)
-        assert np.isnan(samples).mean() < 0.05
+    base = check_time_base(run, conversion_rate, pga, list(mux.values()))
+    assert abs(base.rows - base.due) <= 1 and base.worst_offset == 0
+    per_channel = conversion_rate / 4
+    times = run.times
+    assert (len(samples) - 1) / (times[-1] - times[0]) == pytest.approx(per_channel, rel=1e-6)
+    assert run.blocks[-1].fs_estimate == pytest.approx(per_channel, rel=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("data_rate", "speed", "late_share"),
-    [(128, 2.0, 0.3), (860, 4.0, 0.0)],
-    ids=["slowed-reader", "860-sps-at-4x"],
-)
+@pytest.mark.parametrize(("data_rate", "late_share"), [(128, 0.3), (860, 0.5)])
 def test_two_inputs_keep_every_slot_when_the_host_is_late(
-    pins: MockFactory, data_rate: int, speed: float, late_share: float
+    pins: MockFactory, data_rate: int, late_share: float
 ) -> None:
-    """A host late for MUX switches (made late on purpose, or by running an 860 SPS chip at four
-    times real time): the passes it was late for take more than four conversions, and the slots
-    they overran are NaN rows. Rows still cover the elapsed conversion time slot for slot, and
-    every value is a real conversion of its input, in the row of its time, however late the
-    driver is (skipped only when the simulated chip itself stalls, see `time_base_checked`)."""
+    """A host late for MUX switches (made late on purpose: before a seeded share of its switches
+    it dawdles 1.5 conversion periods): the passes it was late for take more than four
+    conversions, and the slots they overran are NaN rows. Rows still cover the elapsed conversion
+    time slot for slot, and every value is a real conversion of its input, in the row of its
+    time, with bus errors on top."""
     clock_error, pga = 0.04, 2.048
     conversion_rate = data_rate * (1 + clock_error)
     signal = sines(4.0, (3.0, 800.0), (7.0, 500.0))
     mux = ("AIN0-AIN3", "AIN1-AIN3")
-    run = steady_run(
+    run = chip_run(
         pins,
         signal,
         wiring=[0, 1, None, None],
-        period=1 / conversion_rate,
-        speed=speed,
         sim={"clock_error": clock_error, "bus_error_rate": 0.05, "seed": 5},
         source_type=LateSource,
-        attempts=1,
         inputs=[("left", mux[0]), ("right", mux[1])],
         pga=pga,
         data_rate=data_rate,
@@ -670,15 +632,48 @@ def test_two_inputs_keep_every_slot_when_the_host_is_late(
     )
     source, frames = run.source, run.source.frames
     assert source.stats.bus_errors > 0
-    if late_share:
-        assert source.late_writes > 0.2 * len(source.readings)
+    assert source.late_writes > 0.2 * len(source.readings)
     assert check_mux_readings(run, signal, pga, mux) > 0  # each value exactly
-    if time_base_checked(run):
-        base = check_time_base(run, conversion_rate, pga, mux)
-        missed_slots = sum(f.missed_before for f in frames)
-        assert missed_slots > 0.02 * base.rows, "the host was never late: nothing was tested"
-        assert base.covers_due, f"{base.rows} rows for {base.due:.1f} slots"
-        assert base.worst_offset <= 1.0
+    base = check_time_base(run, conversion_rate, pga, mux)
+    missed_slots = sum(f.missed_before for f in frames)
+    assert missed_slots > 0.05 * base.rows  # the lateness made gaps ...
+    assert source.stats.missed_slots == missed_slots
+    assert base.covers_due, f"{base.rows} rows for {base.due:.1f} slots"  # ... not a shorter night
+    assert base.worst_offset <= 1.0
+
+
+def test_in_real_time_every_value_is_exact_and_the_share_kept_is_reported(
+    pins: MockFactory,
+) -> None:
+    """The chip and the driver on real time (threads, however busy the host): nothing is checked
+    that depends on the host keeping up, nothing is skipped. Every value is the conversion of
+    its own pulse, every frame's slot is accounted for, and what was kept is what is reported."""
+    data_rate, clock_error, pga = 250, 0.04, 4.096
+    signal = sines(3.0, (5.0, 1000.0))
+    run = chip_run(
+        pins,
+        signal,
+        wiring=[0, None, None, None],
+        clock=ScaledClock(1.0),
+        sim={"clock_error": clock_error},
+        inputs=[("calf", "AIN0")],
+        pga=pga,
+        data_rate=data_rate,
+        block_frames=64,
+    )
+    source, samples, lsb = run.source, run.samples, lsb_volts(pga)
+    values = 0
+    for frame in source.frames:
+        if np.isnan(frame.values[0]):
+            continue
+        values += 1
+        conversion = conversion_at(run.log, frame.t)
+        assert frame.values[0] == conversion.code * lsb
+        assert abs(frame.values[0] - pin_volts(signal, conversion.t, 0)) <= lsb
+    missing = int(np.isnan(samples).any(axis=1).sum())
+    assert missing == source.stats.missing_frames and values == len(samples) - missing
+    assert source.stats.missed_slots == sum(f.missed_before for f in source.frames)
+    assert values / len(samples) > 0.5  # a sanity floor: the loop works at all
 
 
 def test_faults_become_nan_and_nothing_is_invented(pins: MockFactory) -> None:
@@ -686,11 +681,10 @@ def test_faults_become_nan_and_nothing_is_invented(pins: MockFactory) -> None:
     signal = sines(3.0, (5.0, 300.0))
     railed = InputFault("railed", input=0, start_s=1.0, end_s=1.6)  # 3.3 V: beyond +-2.048 V
     faults = {"bus_error_rate": 0.05, "missed_ready_rate": 0.05, "seed": 7}
-    run = steady_run(
+    run = chip_run(
         pins,
         signal,
         wiring=[0, None, None, None],
-        period=1 / (data_rate * (1 + clock_error)),
         faults=[railed],
         sim={"clock_error": clock_error, **faults},
         inputs=[("calf", "AIN0")],
@@ -724,31 +718,29 @@ def test_faults_become_nan_and_nothing_is_invented(pins: MockFactory) -> None:
         else:
             assert abs(frame.values[0] - pin_volts(signal, conversion.t, 0)) <= lsb
     assert railed_values > 0.5 * 0.6 * data_rate
-    if timing_checked(run):
-        assert exact >= 0.99 * values
-        window = run.conversions(times[0], times[-1])
-        lost = sum(not c.ready_sent for c in window)
-        # one row per conversion, lost ones as NaN (a lost pulse next to a late one can be
-        # placed a row early or late, and now and then counted once too often or too few)
-        assert abs(len(samples) - len(window)) <= max(4, 0.02 * len(window))
-        assert lost - 3 <= nan_rows < lost + 0.1 * len(window)
+    assert exact == values  # on the virtual clock no pulse is late: every read is its own
+    window = run.conversions(times[0], times[-1])
+    lost = sum(not c.ready_sent for c in window)
+    # One row per conversion, lost pulses' ones as NaN (but a pulse lost among the last few
+    # frames, flushed at the end, cannot be told from a late one: it is not counted).
+    assert len(window) - 2 <= len(samples) <= len(window)
+    assert lost - 2 <= nan_rows < lost + 0.1 * len(window)  # and reads that failed every retry
 
 
 def test_polled_single_shot_without_ready_pin(pins: MockFactory) -> None:
     data_rate, pga = 64, 4.096
     signal = sines(3.0, (2.0, 900.0), (4.0, 600.0))
-    run = steady_run(
+    run = chip_run(
         pins,
         signal,
         wiring=[0, 1, None, None],
-        period=1 / data_rate,
         rdy=False,
         sim={"clock_error": -0.08},
         bus_factory=True,  # the source owns the bus: it closes it
         inputs=[("a", "AIN0"), ("b", "AIN1")],
         pga=pga,
         data_rate=data_rate,
-        poll_overhead_s=0.005,  # host time per conversion, doubled by running at twice real time
+        poll_overhead_s=0.005,
         block_frames=32,
     )
     source, samples, lsb = run.source, run.samples, lsb_volts(pga)
@@ -760,14 +752,15 @@ def test_polled_single_shot_without_ready_pin(pins: MockFactory) -> None:
         assert conversion.mux == MUX[("AIN0", "AIN1")[channel]]
         assert value == conversion.code * lsb
         assert abs(value - pin_volts(signal, conversion.t, channel)) <= lsb
-    if timing_checked(run):
-        assert run.blocks[-1].fs_estimate == pytest.approx(source.nominal_fs, rel=0.02)
-        assert np.isnan(samples).any(axis=1).mean() < 0.1  # slots missed when the host lags
+    assert run.blocks[-1].fs_estimate == pytest.approx(source.nominal_fs, rel=1e-3)
+    assert not np.isnan(samples).any()  # in time for every slot of the polling grid
 
 
-def test_no_ready_pulses_is_a_clear_error_not_a_hang(pins: MockFactory) -> None:
+def test_no_ready_pulses_is_a_clear_error_not_a_hang(
+    pins: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     signal = np.zeros((int(60 * SIGNAL_FS), 1))
-    clock = ScaledClock(25.0)
+    clock = VirtualClock()
     with simulated_chip(signal, clock, wiring=[0, None, None, None]) as bus:  # RDY not wired
         source = ADS1115Source(
             bus,
@@ -779,3 +772,7 @@ def test_no_ready_pulses_is_a_clear_error_not_a_hang(pins: MockFactory) -> None:
         )
         with pytest.raises(AcquisitionError, match="ALERT/RDY"):
             acquire(source)
+    resends = [r for r in caplog.records if "re-sending the configuration" in r.getMessage()]
+    assert len(resends) > 100  # every 20 periods for 5 s ...
+    assert all(getattr(r, COALESCE) == "ads1115 silent" for r in resends)  # ... one log line
+    assert 5.0 <= clock.monotonic() < 5.1  # gave up after 5 s of silence (virtual: no waiting)

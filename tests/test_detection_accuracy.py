@@ -2,13 +2,13 @@
 
 Each night is an hour with three cramps (10 s to 10 min, one or both calves), a walk, a periodic limb
 movement series, turning over, electrode-off stretches, clipping and gaps. Figures are pooled over ten
-seeds per sampling rate.
+seeds per sampling rate. `python -m tests.test_detection_accuracy` prints the README's table.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -73,12 +73,39 @@ def covered_fraction(truth: Annotation, intervals: list[tuple[float, float]]) ->
     return overlap / truth.duration_s
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("fs", [500.0, 860.0, 1000.0, 2000.0])
-def test_cramps_are_found_with_high_f1_and_few_false_cramps(fs: float) -> None:
-    tp = fp = fn = 0
-    onset_errors: list[float] = []
-    lost_coverage: list[float] = []
+@dataclass
+class Pooled:
+    """Cramp detection figures pooled over the seeds at one sampling rate."""
+
+    fs: float
+    truth: int = 0
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    onset_errors: list[float] = field(default_factory=list)
+    offset_errors: list[float] = field(default_factory=list)
+    lost_coverage: list[float] = field(default_factory=list)
+    cross: list[str] = field(default_factory=list)  # walks or movements reported as cramps
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn)
+
+    @property
+    def false_per_hour(self) -> float:
+        return self.fp / (len(SEEDS) * NIGHT_S / 3600)
+
+    def row(self) -> str:
+        """The line of the README's accuracy table."""
+        return (
+            f"| {self.fs:.0f} | {self.truth} | {self.tp} | {self.fp} | {self.fn} | {self.f1:.3f} "
+            f"| {statistics.median(self.onset_errors):.2f} s "
+            f"| {statistics.median(self.offset_errors):.2f} s | {self.false_per_hour:.2f} |"
+        )
+
+
+def pooled(fs: float) -> Pooled:
+    result = Pooled(fs)
     for seed in SEEDS:
         plan = plan_night(
             seed,
@@ -90,29 +117,44 @@ def test_cramps_are_found_with_high_f1_and_few_false_cramps(fs: float) -> None:
             clipping=True,
             gaps=True,
         )
-        result = run_night(plan, seed)
+        night = run_night(plan, seed)
         report = evaluate(
-            ended(result), plan.annotations, kinds=("cramp",), recording_hours=NIGHT_S / 3600
+            ended(night), plan.annotations, kinds=("cramp",), recording_hours=NIGHT_S / 3600
         )
         score = report["cramp"]
-        tp, fp, fn = tp + score.tp, fp + score.fp, fn + score.fn
-        onset_errors += [abs(e) for e in score.onset_errors_s]
+        result.truth += score.tp + score.fn
+        result.tp, result.fp, result.fn = (
+            result.tp + score.tp,
+            result.fp + score.fp,
+            result.fn + score.fn,
+        )
+        result.onset_errors += [abs(e) for e in score.onset_errors_s]
+        result.offset_errors += [abs(e) for e in score.offset_errors_s]
         for cross in report.cross:
-            if cross.truth_kind in ("movement", "walking"):
-                assert cross.count == 0, f"seed {seed}: {cross.sentence()}"
+            if cross.truth_kind in ("movement", "walking") and cross.count:
+                result.cross.append(f"seed {seed}: {cross.sentence()}")
         for truth in plan.annotations:
             if truth.kind == "electrode_off":
                 channels = [truth.channel] if truth.channel else list(plan.channels)
                 for channel in channels:
-                    intervals = lost_intervals(result.states, channel, NIGHT_S)
-                    lost_coverage.append(covered_fraction(truth, intervals))
-    f1 = 2 * tp / (2 * tp + fp + fn)
-    hours = len(SEEDS) * NIGHT_S / 3600
-    assert tp >= 25
-    assert f1 >= 0.95, (tp, fp, fn)
-    assert statistics.median(onset_errors) <= 1.0
-    assert fp / hours <= 0.1
-    assert lost_coverage and min(lost_coverage) >= 0.9
+                    intervals = lost_intervals(night.states, channel, NIGHT_S)
+                    result.lost_coverage.append(covered_fraction(truth, intervals))
+    return result
+
+
+RATES = (500.0, 860.0, 1000.0, 2000.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fs", RATES)
+def test_cramps_are_found_with_high_f1_and_few_false_cramps(fs: float) -> None:
+    result = pooled(fs)
+    assert not result.cross, result.cross
+    assert result.tp >= 25
+    assert result.f1 >= 0.95, (result.tp, result.fp, result.fn)
+    assert statistics.median(result.onset_errors) <= 1.0
+    assert result.false_per_hour <= 0.1
+    assert result.lost_coverage and min(result.lost_coverage) >= 0.9
 
 
 @pytest.mark.slow
@@ -143,3 +185,11 @@ def test_long_cramps_walks_movement_series_and_turning_over_on_one_night() -> No
     moves = [e for e in ended(result) if e["kind"] == "movement"]
     assert sum(1040 <= e["start_s"] < 1300 for e in moves) >= 8
     assert any(760 <= e["start_s"] < 800 and e["duration_s"] > 200 for e in moves)
+
+
+if __name__ == "__main__":
+    print("| fs (Hz) | cramps (truth) | found | false | missed | F1 | median onset error "
+          "| median offset error | false cramps / h |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for rate in RATES:
+        print(pooled(rate).row(), flush=True)

@@ -329,7 +329,7 @@ def test_malformed_truth(
 
 
 def test_not_text(tmp_path: Path, truth_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "events.edf"
+    path = tmp_path / "events.bin"
     path.write_bytes(b"\xff\xfe\x00\x81" * 10)
     code, err = run_error(capsys, "evaluate", path, truth_csv)
     assert code == 1
@@ -390,3 +390,100 @@ def test_edf_plus_annotations_serve_as_ground_truth(tmp_path: Path) -> None:
         ("cramp", 60.0, 90.0, "left_calf"),
         ("marker", 120.0, 120.0, None),
     ]
+
+
+# --- results that cannot mislead ----------------------------------------------------------
+
+
+def summary_line(channels: list[str], duration_s: float = 3600.0) -> str:
+    figures = {"cramps": 0, "movements": 0, "cramp_s": 0.0, "signal_lost_s": 0.0}
+    return json.dumps(
+        {"type": "summary", "duration_s": duration_s, "channels": dict.fromkeys(channels, figures)}
+    )
+
+
+def test_truth_channels_that_match_no_detected_channel_are_an_error_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    events.write_text(event_line(100, 160, channel="ch0") + "\n")
+    truth.write_text("kind,start_s,end_s,channel\ncramp,98,161,left_calf\n")
+    code, err = run_error(capsys, "evaluate", events, truth)
+    assert code == 1
+    assert "['left_calf']" in err and "['ch0']" in err
+    assert "--channel-map left_calf=ch0" in err
+
+
+def test_a_truth_channel_missing_from_the_recording_is_an_error_when_the_summary_lists_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    events.write_text(event_line(100, 160) + "\n" + summary_line(["L", "R"]) + "\n")
+    truth.write_text("kind,start_s,end_s,channel\ncramp,98,161,L\ncramp,500,560,right\n")
+    code, err = run_error(capsys, "evaluate", events, truth)
+    assert code == 1
+    assert (
+        "['right'] match none of them" in err and "['L', 'R'] (from the events file summary)" in err
+    )
+
+
+def test_channel_map_scores_truth_channels_against_detected_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    events.write_text(
+        event_line(100, 160, channel="ch0") + "\n" + summary_line(["ch0", "ch1"]) + "\n"
+    )
+    truth.write_text("kind,start_s,end_s,channel\ncramp,98,161,left_calf\n")
+    assert cli("evaluate", events, truth, "--channel-map", "left_calf=ch0", "--json") == 0
+    cramp = json.loads(capsys.readouterr().out)["scores"]["cramp"]
+    assert (cramp["tp"], cramp["fp"], cramp["fn"]) == (1, 0, 0)
+    code, err = run_error(capsys, "evaluate", events, truth, "--channel-map", "left_calf")
+    assert code == 2 and "is not TRUTH=DETECTED" in err
+
+
+def test_no_true_cramps_reports_false_detections_and_says_recall_cannot_be_computed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    events.write_text(summary_line(["L"], 7200.0) + "\n")
+    truth.write_text("kind,start_s,end_s,channel\nwalking,10,100,L\n")
+    assert cli("evaluate", events, truth) == 0
+    out = capsys.readouterr().out
+    assert "1.000" not in out
+    row = next(line for line in out.splitlines() if line.startswith("cramp "))
+    assert row.split()[6:9] == ["n/a", "n/a", "n/a"]
+    assert "no true cramps in the truth: recall and F1 cannot be computed" in out
+    assert "0 cramp detection(s), all false (0.00 per hour)" in out
+    assert cli("evaluate", events, truth, "--json") == 0
+    cramp = json.loads(capsys.readouterr().out)["scores"]["cramp"]
+    assert cramp["precision"] is cramp["recall"] is cramp["f1"] is None
+    assert cramp["false_per_hour"] == 0.0
+
+
+def test_swapped_files_are_recognised_and_the_right_order_is_given(
+    events_jsonl: Path, truth_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_error(capsys, "evaluate", truth_csv, events_jsonl)
+    assert code == 2
+    assert "look swapped" in err
+    assert f"crampwatch evaluate {events_jsonl} {truth_csv}" in err
+    assert "no 'end_s'" not in err
+
+
+def test_an_events_file_given_as_truth_is_said(
+    events_jsonl: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_error(capsys, "evaluate", events_jsonl, events_jsonl)
+    assert code == 2
+    assert "holds detected events" in err and "not ground truth" in err
+
+
+def test_a_recording_given_as_events_is_said(
+    tmp_path: Path, truth_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "night.edf"
+    path.write_bytes(b"0       " * 32)
+    code, err = run_error(capsys, "evaluate", path, truth_csv)
+    assert code == 2
+    assert "is an EDF/BDF recording" in err and "can be the TRUTH" in err

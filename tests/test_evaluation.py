@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from dsp.annotations import Annotation
 from dsp.evaluation import (
     Detection,
+    KindScore,
     cross_kind_overlap,
     evaluate,
     match,
+    pool_scores,
     score_kind,
     to_detection,
     to_detections,
@@ -154,19 +156,60 @@ def test_kinds_are_scored_separately() -> None:
     assert (s.tp, s.fp, s.fn) == (0, 0, 1)
 
 
-def test_empty_inputs() -> None:
-    none = score_kind([], [])
+def test_figures_that_cannot_be_computed_are_none_never_a_perfect_score() -> None:
+    none = score_kind([], [], recording_hours=1.0)
     assert (none.tp, none.fp, none.fn) == (0, 0, 0)
-    assert none.precision == none.recall == none.f1 == 1.0
+    assert none.precision is none.recall is none.f1 is None
+    assert none.false_per_hour == 0.0
     assert none.median_abs_onset_error_s is None
     assert none.median_abs_offset_error_s is None
 
     missed_all = score_kind([], [truth(0, 20)])
-    assert (missed_all.precision, missed_all.recall, missed_all.f1) == (1.0, 0.0, 0.0)
+    assert (missed_all.precision, missed_all.recall, missed_all.f1) == (None, 0.0, 0.0)
 
     all_false = score_kind([det(0, 20)], [], recording_hours=2.0)
-    assert (all_false.precision, all_false.recall, all_false.f1) == (0.0, 1.0, 0.0)
+    assert (all_false.precision, all_false.recall, all_false.f1) == (0.0, None, None)
     assert all_false.false_per_hour == 0.5
+
+
+def test_the_report_says_what_cannot_be_computed_without_true_cramps() -> None:
+    text = evaluate([det(0, 20)], [], recording_hours=2.0).format_text()
+    row = next(line for line in text.splitlines() if line.startswith("cramp"))
+    assert row.split()[6:9] == ["0.000", "n/a", "n/a"]
+    assert "1.000" not in text
+    assert "no true cramps in the truth: recall and F1 cannot be computed" in text
+    assert "1 cramp detection(s), all false (0.50 per hour)" in text
+    empty = evaluate([], [], recording_hours=1.0).format_text()
+    assert "no cramp detections: precision cannot be computed" in empty
+
+
+def test_pooled_scores_add_the_counts_and_take_medians_over_every_pair() -> None:
+    first = score_kind([det(100, 160), det(300, 310)], [truth(101, 161)], recording_hours=1.0)
+    second = score_kind([det(50, 80)], [truth(48, 80), truth(500, 520)], recording_hours=3.0)
+    pooled = pool_scores([first, second], recording_hours=4.0)
+    assert (pooled.tp, pooled.fp, pooled.fn) == (2, 1, 1)
+    assert (pooled.n_truth, pooled.n_detected) == (3, 3)
+    assert pooled.precision == pooled.recall == pytest.approx(2 / 3)
+    assert pooled.f1 == pytest.approx(2 / 3)
+    assert sorted(pooled.onset_errors_s) == [-1.0, 2.0]
+    assert pooled.median_abs_onset_error_s == 1.5
+    assert pooled.false_per_hour == 0.25
+    everything = score_kind(
+        [det(100, 160), det(300, 310), det(1050, 1080)],
+        [truth(101, 161), truth(1048, 1080), truth(1500, 1520)],
+        recording_hours=4.0,
+    )
+    assert (everything.tp, everything.fp, everything.fn) == (pooled.tp, pooled.fp, pooled.fn)
+
+
+def test_a_score_survives_its_dictionary() -> None:
+    score = score_kind(
+        [det(100, 160), det(300, 310)], [truth(101, 161), truth(700, 720)], recording_hours=2.0
+    )
+    again = KindScore.from_dict(json.loads(json.dumps(score.to_dict())), recording_hours=2.0)
+    assert again == score
+    with pytest.raises(ValueError, match="one kind at a time"):
+        pool_scores([score, score_kind([], [], kind="movement")], recording_hours=1.0)
 
 
 def test_false_per_hour() -> None:
@@ -359,9 +402,10 @@ def test_counts_add_up_and_order_does_not_matter(
         n_dets = sum(1 for d in dets if d["kind"] == score.kind)
         assert score.tp + score.fn == n_truth == score.n_truth
         assert score.tp + score.fp == n_dets == score.n_detected
-        assert 0.0 <= score.precision <= 1.0
-        assert 0.0 <= score.recall <= 1.0
-        assert 0.0 <= score.f1 <= 1.0
+        assert (score.precision is None) == (n_dets == 0)
+        assert (score.recall is None) == (score.f1 is None) == (n_truth == 0)
+        for ratio in (score.precision, score.recall, score.f1):
+            assert ratio is None or 0.0 <= ratio <= 1.0
         for pair in score.matches:
             assert pair.overlap_s > min_overlap
             assert pair.truth.kind == pair.detection.kind == score.kind
@@ -392,5 +436,5 @@ def test_truth_as_detections_is_perfect(raw: list[tuple[str, float, float, str |
     ]
     dets = [det(a.start_s, a.end_s, channel=a.channel, kind=a.kind) for a in truths]
     for score in evaluate(dets, truths, kinds=("cramp", "movement")).scores:
-        assert score.f1 == 1.0
+        assert score.f1 == (1.0 if score.n_truth else None)
         assert all(e == 0.0 for e in score.onset_errors_s + score.offset_errors_s)

@@ -9,6 +9,12 @@ TRUTH is a CSV with a header `kind,start_s,end_s[,channel]` (an empty channel me
 or JSON lines of objects with those keys. In both files blank lines and lines starting with `#`
 are ignored; the format is recognised from the content (a first line starting with `{` is JSON).
 
+Channels must agree: a truth channel that is not among the recording's channels (the summary
+line's `channels`, else the channels of the detections) is an error that lists both sets, unless
+`--channel-map TRUTH=DETECTED` renames it. Files given the wrong way round (truth first) are
+recognised and said. Figures that cannot be computed (recall and F1 without true segments,
+precision without detections) are shown as n/a with the reason, never as a perfect 1.000.
+
 Recording hours, for false detections per hour: `--hours`, else the summary line's `duration_s`,
 else the latest end among truth and detections. Exit codes: 0 scored, 1 a problem with an input
 file (the message names the file and line), 2 a bad argument.
@@ -22,7 +28,7 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,14 @@ class EventsFile:
 
     detections: tuple[Detection, ...]
     duration_s: float | None = None
+    channels: tuple[str, ...] | None = None  # the recording's channels, from the summary line
+
+    def channel_names(self) -> tuple[tuple[str, ...], str]:
+        """The recording's channels and where they come from (the summary, else detections)."""
+        if self.channels is not None:
+            return self.channels, "the events file summary"
+        found = sorted({d.channel for d in self.detections if d.channel is not None})
+        return tuple(found), "the detections"
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -146,11 +160,14 @@ def load_events(path: str | Path) -> EventsFile:
     lines = _read_lines(path, "events")
     detections: list[Detection] = []
     duration_s: float | None = None
+    channels: tuple[str, ...] | None = None
     if _is_json_lines(lines):
         for number, obj in _json_objects(path, lines):
             record_type = obj.get("type")
             if record_type == "summary":
                 duration_s = _summary_duration(path, number, obj)
+                if isinstance(obj.get("channels"), dict):
+                    channels = tuple(str(name) for name in obj["channels"])
                 continue
             if record_type is not None and record_type != "event":
                 continue
@@ -176,7 +193,7 @@ def load_events(path: str | Path) -> EventsFile:
             detection = _event_from(path, number, event)
             if detection is not None:
                 detections.append(detection)
-    return EventsFile(detections=tuple(detections), duration_s=duration_s)
+    return EventsFile(detections=tuple(detections), duration_s=duration_s, channels=channels)
 
 
 def _summary_duration(path: Path, number: int, obj: dict[str, Any]) -> float | None:
@@ -298,6 +315,128 @@ def write_annotations_csv(path: str | Path, annotations: Iterable[Annotation]) -
             writer.writerow([a.kind, repr(float(a.start_s)), repr(float(a.end_s)), a.channel or ""])
 
 
+# --- checks -------------------------------------------------------------------------------
+
+# Columns only an events file has (a truth file has kind, start_s, end_s and maybe channel).
+_EVENT_ONLY_COLUMNS = {"event_id", "phase", "peak_uv", "duration_s", "device", "schema"}
+_EVENT_RECORD_TYPES = {"summary", "quality", "marker", "state"}
+_SNIFF_LINES = 50
+
+
+class ChannelMismatchError(InputFileError):
+    """Truth and detections name different channels; the message lists both."""
+
+
+def file_looks_like(path: Path) -> str:
+    """ "events", "truth" or "unknown", from a glance at the file (for arguments given the wrong
+    way round). An EDF/BDF file can only be truth (its annotations)."""
+    if path.suffix.lower() in (".edf", ".bdf"):
+        return "truth"
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            head = [line for _, line in zip(range(_SNIFF_LINES * 4), handle, strict=False)]
+    except (OSError, UnicodeDecodeError):
+        return "unknown"
+    content = [line for _number, line in _content_lines(head)][:_SNIFF_LINES]
+    if not content:
+        return "unknown"
+    if content[0].lstrip().startswith("{"):
+        return _json_looks_like(content)
+    header = {name.strip().lower() for name in next(csv.reader([content[0]]))}
+    if header & _EVENT_ONLY_COLUMNS:
+        return "events"
+    if set(ANNOTATION_CSV_REQUIRED) <= header <= set(ANNOTATION_CSV_COLUMNS):
+        return "truth"
+    return "unknown"
+
+
+def _json_looks_like(lines: Sequence[str]) -> str:
+    segments = 0
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            return "unknown"
+        if not isinstance(obj, dict):
+            return "unknown"
+        schema = obj.get("schema")
+        if (
+            (isinstance(schema, str) and schema.startswith(EVENT_SCHEMA_PREFIX))
+            or obj.get("type") in _EVENT_RECORD_TYPES
+            or "event_id" in obj
+            or "phase" in obj
+        ):
+            return "events"
+        segments += all(key in obj for key in ANNOTATION_CSV_REQUIRED)
+    return "truth" if segments else "unknown"
+
+
+def check_argument_order(events_path: Path, truth_path: Path) -> str | None:
+    """What is wrong with the order of the two files, or None when it looks right."""
+    events_is, truth_is = file_looks_like(events_path), file_looks_like(truth_path)
+    usage = "the order is `crampwatch evaluate EVENTS TRUTH`"
+    if events_is == "truth" and truth_is == "events":
+        return (
+            f"the two files look swapped: {events_path} holds ground truth and {truth_path} "
+            f"holds detected events; {usage}: crampwatch evaluate {truth_path} {events_path}"
+        )
+    if truth_is == "events":
+        return (
+            f"the truth file {truth_path} holds detected events (crampwatch.event lines or "
+            f"columns such as event_id and phase), not ground truth; {usage}, with TRUTH a CSV "
+            "kind,start_s,end_s[,channel], JSON lines of such segments, or an EDF+ file"
+        )
+    if events_path.suffix.lower() in (".edf", ".bdf"):
+        return (
+            f"the events file {events_path} is an EDF/BDF recording; {usage}: EVENTS is the "
+            "output of `crampwatch replay` (JSON lines or CSV), and an EDF+ file's annotations "
+            "can be the TRUTH"
+        )
+    return None
+
+
+def parse_channel_map(values: Sequence[str] | None) -> dict[str, str]:
+    """`--channel-map TRUTH=DETECTED` values (each may hold several, comma-separated)."""
+    mapping: dict[str, str] = {}
+    for value in values or ():
+        for item in value.split(","):
+            truth_name, sep, detected_name = (part.strip() for part in item.partition("="))
+            if not sep or not truth_name or not detected_name:
+                raise ValueError(
+                    f"--channel-map {item!r} is not TRUTH=DETECTED (for example left=ch0)"
+                )
+            mapping[truth_name] = detected_name
+    return mapping
+
+
+def match_truth_channels(
+    truth: Sequence[Annotation], events: EventsFile, channel_map: dict[str, str] | None = None
+) -> list[Annotation]:
+    """The truth with channels renamed by `channel_map`; raises ChannelMismatchError when its
+    channels do not fit the recording's (they would silently score as missed and false)."""
+    mapping = channel_map or {}
+    renamed = [
+        replace(a, channel=mapping.get(a.channel, a.channel)) if a.channel is not None else a
+        for a in truth
+    ]
+    truth_channels = sorted({a.channel for a in renamed if a.channel is not None})
+    detected, source = events.channel_names()
+    if not truth_channels or not detected:
+        return renamed
+    unknown = [c for c in truth_channels if c not in detected]
+    authoritative = events.channels is not None
+    if unknown and (authoritative or len(unknown) == len(truth_channels)):
+        mapped = f" (after --channel-map {mapping})" if mapping else ""
+        raise ChannelMismatchError(
+            f"the truth names channels {truth_channels}{mapped} but the recording's channels "
+            f"are {list(detected)} (from {source}); {unknown} match none of them, so their "
+            "segments would all count as missed and the detections as false. Rename them with "
+            f"--channel-map, e.g. --channel-map {unknown[0]}={detected[0]}, or leave the channel "
+            "empty in the truth for segments that apply to every channel"
+        )
+    return renamed
+
+
 # --- command ------------------------------------------------------------------------------
 
 
@@ -357,6 +496,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="H",
         help="recording length in hours (default: from the events summary, else latest end)",
     )
+    parser.add_argument(
+        "--channel-map",
+        action="append",
+        metavar="TRUTH=DETECTED",
+        help="score truth channel TRUTH against detected channel DETECTED (repeat, or separate "
+        "pairs with commas)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -381,8 +527,16 @@ def run(args: argparse.Namespace) -> int:
     if args.hours is not None and not (math.isfinite(args.hours) and args.hours > 0):
         return _error(f"--hours must be a positive number of hours, got {args.hours}", 2)
     try:
+        channel_map = parse_channel_map(getattr(args, "channel_map", None))
+    except ValueError as exc:
+        return _error(str(exc), 2)
+    if args.events.is_file() and args.truth.is_file():
+        wrong_order = check_argument_order(args.events, args.truth)
+        if wrong_order:
+            return _error(wrong_order, 2)
+    try:
         events = load_events(args.events)
-        truth = load_annotations(args.truth)
+        truth = match_truth_channels(load_annotations(args.truth), events, channel_map)
     except InputFileError as exc:
         return _error(str(exc), 1)
     hours, source = recording_hours(args.hours, events, truth)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -18,6 +20,7 @@ from dsp.config import (
     ScalingConfig,
 )
 from dsp.events import Event, QualityChange, iso_utc
+from dsp.overrides import apply_settings, parse_assignment, single_settings
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.calibration_file import CalibrationFileError, load_calibration
 from firmware_host.event_output import (
@@ -103,17 +106,22 @@ def add_recording_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_for_command(args: argparse.Namespace) -> Recording:
-    """The recording the shared reading options describe; errors name those options."""
+def open_for_command(
+    args: argparse.Namespace,
+    path: str | Path | None = None,
+    option_names: Mapping[str, str] = COMMAND_LINE,
+) -> Recording:
+    """The recording (`path`, else `args.file`) the shared reading options describe; errors name
+    the options as `option_names` spell them (the command line's by default)."""
     return open_recording(
-        args.file,
+        args.file if path is None else path,
         fs=args.fs,
         channels=channel_args(args.channels),
         units=args.units,
         fmt=args.file_format,
         delimiter=args.delimiter,
         has_header=args.header,
-        option_names=COMMAND_LINE,
+        option_names=option_names,
     )
 
 
@@ -139,7 +147,17 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vref", type=float, default=3.3, help="ADC full-scale volts for counts")
     parser.add_argument("--gain", type=float, default=1.0, help="front-end gain before the ADC")
     parser.add_argument(
-        "--floor-uv", type=float, help="known resting floor (e.g. from calibration)"
+        "--floor-uv",
+        type=float,
+        metavar="UV",
+        help="the resting floor in uV, when it is known: detection uses it from the first sample "
+        "and holds it all through instead of learning one from quiet (see --learn-floor)",
+    )
+    parser.add_argument(
+        "--learn-floor",
+        action="store_true",
+        help="with --floor-uv: start with it, then learn the floor from quiet as usual (it then "
+        "follows slow changes of the resting level)",
     )
     parser.add_argument(
         "--calibration",
@@ -161,6 +179,22 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         help="lowest and highest value the recorder can give, in input units (known for "
         "counts); enables the clipping check for recordings in volts",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        dest="settings",
+        type=setting_argument,
+        metavar="SECTION.KEY=VALUE",
+        help="any pipeline setting by name, e.g. detector.cramp_min_s=8 (repeat for several)",
+    )
+
+
+def setting_argument(text: str) -> tuple[str, tuple[Any, ...]]:
+    """`--set` value -> (key, values), checked against the pipeline configuration."""
+    try:
+        return parse_assignment(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def pipeline_config(
@@ -168,7 +202,7 @@ def pipeline_config(
 ) -> PipelineConfig:
     """The pipeline configuration the shared options describe."""
     notch = None if str(args.notch) in ("none", "0") else float(args.notch)
-    return PipelineConfig(
+    config = PipelineConfig(
         fs=fs,
         channels=channels,
         mode=args.mode,
@@ -183,11 +217,25 @@ def pipeline_config(
         filter=FilterConfig(notch_hz=notch),
         detector=DetectorConfig(
             initial_floor_uv=args.floor_uv,
+            learn_floor=_learn_floor(args),
             on_mvc_percent=args.mvc_percent[0] if args.mvc_percent else None,
             off_mvc_percent=args.mvc_percent[1] if args.mvc_percent else None,
         ),
         calibration=_calibration_for(args, channels),
     )
+    return apply_settings(config, single_settings(getattr(args, "settings", None)))
+
+
+def _learn_floor(args: argparse.Namespace) -> bool:
+    """Is the floor learned? Always, unless --floor-uv holds one (without --learn-floor)."""
+    learn = bool(getattr(args, "learn_floor", False))
+    if args.floor_uv is None:
+        if learn:
+            raise ConfigError(
+                "--learn-floor goes with --floor-uv (without a given floor it is always learned)"
+            )
+        return True
+    return learn
 
 
 def _calibration_for(
@@ -263,11 +311,14 @@ def replay(
     start: datetime | None = None,
     progress: bool = True,
     block_size: int = DEFAULT_BLOCK,
+    observe: Callable[[PipelineOutput], None] | None = None,
 ) -> RunSummary:
     """Stream the recording through a fresh pipeline, writing as it goes; returns the totals.
 
     Blocks are at most `block_size` rows and at most limits.BLOCK_BYTES of samples, and hold whole
-    ticks when a tick fits (the pipeline then never has to stitch a tick across blocks)."""
+    ticks when a tick fits (the pipeline then never has to stitch a tick across blocks).
+    `observe`, when given, sees every pipeline output (envelope hops, events, state changes).
+    """
     pipeline = Pipeline(config, source_id=recording.info.source_id, session_start=start)
     block_size = block_rows(config.n_channels, block_size)
     if block_size >= pipeline.tick_samples:
@@ -284,9 +335,9 @@ def replay(
     )
     with bar:
         for block in recording.blocks(block_size):
-            _record(pipeline.process(block), writer, summary)
+            _record(pipeline.process(block), writer, summary, observe)
             bar.update(len(block))
-    _record(pipeline.finish(), writer, summary)
+    _record(pipeline.finish(), writer, summary, observe)
     if pipeline.samples_in == 0:
         raise RecordingError(f"{recording.info.path} holds no samples; nothing to replay")
     summary.duration_s = pipeline.duration_s
@@ -302,7 +353,14 @@ def replay(
     return summary
 
 
-def _record(output: PipelineOutput, writer: EventWriter, summary: RunSummary) -> None:
+def _record(
+    output: PipelineOutput,
+    writer: EventWriter,
+    summary: RunSummary,
+    observe: Callable[[PipelineOutput], None] | None = None,
+) -> None:
+    if observe is not None:
+        observe(output)
     for record in output.records:
         if isinstance(record, Event):
             writer.event(record)

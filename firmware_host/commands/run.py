@@ -31,6 +31,7 @@ from firmware_host.device.daemon_config import (
     resolve,
 )
 from firmware_host.event_output import OUTPUT_FORMATS, check_output_path
+from hardware import log_coalescing
 from hardware.acquisition import AcquisitionError
 from hardware.recordings import RecordingError
 from messaging.broker import parse_broker
@@ -116,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
     except (DaemonConfigError, ValueError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    _configure_logging(args.log_level)
+    handler = _configure_logging(args.log_level)
     daemon = Daemon(args)
     try:
         with _stop_on_signals(daemon.stop):
             daemon.run()
+        log_coalescing.flush_all()
+        _log_summary(daemon)
     except (
         ConfigError,
         CalibrationFileError,
@@ -131,31 +134,50 @@ def run(args: argparse.Namespace) -> int:
     ) as error:
         log.error("%s: error: %s", PROG, error)
         return 2
-    if daemon.summary is not None:
-        print(daemon.summary.format_text(), file=sys.stderr)
-    s = daemon.stats
-    if s:
-        print(
-            f"acquisition: {s['frames']} frames, {s['missing_frames']} missing, "
-            f"{s['bus_errors']} bus errors ({s['retries']} retried), {s['overruns']} overruns",
-            file=sys.stderr,
-        )
+    finally:
+        log_coalescing.flush_all()
+        logging.getLogger().removeHandler(handler)
     return 0
 
 
-def _configure_logging(level: str) -> None:
-    """Log lines on stderr; without timestamps under systemd (the journal adds its own)."""
+def _log_summary(daemon: Daemon) -> None:
+    """The run's totals, as log lines (with time and level like every other)."""
+    if daemon.summary is not None:
+        for line in daemon.summary.format_text().splitlines():
+            log.info("%s", line)
+    s = daemon.stats
+    if s:
+        lost = s["missed_slots"] + s["dropped_frames"]
+        kept = 100.0 * (1 - lost / max(1, s["frames"]))
+        log.info(
+            "acquisition: %d frames, %d missing (%d slots the host was late for, %d dropped "
+            "for a slow reader: %.2f %% of slots kept), %d bus errors (%d retried)",
+            s["frames"], s["missing_frames"] + s["dropped_frames"], s["missed_slots"],
+            s["dropped_frames"], kept, s["bus_errors"], s["retries"],
+        )  # fmt: skip
+
+
+def _configure_logging(level: str) -> logging.Handler:
+    """Log lines on stderr, each with its time and level (without the time under systemd: the
+    journal adds its own); crampwatch's own lines at `level`, other libraries' warnings too.
+    Repeated conditions are coalesced (`hardware.log_coalescing`)."""
     under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
     fmt = "%(levelname)s %(message)s" if under_systemd else "%(asctime)s %(levelname)s %(message)s"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
-    root = logging.getLogger("crampwatch")
-    for old in list(root.handlers):
-        if getattr(old, "crampwatch_run", False):
-            root.removeHandler(old)
+    root = logging.getLogger()
+    for logger in (root, logging.getLogger("crampwatch")):
+        for old in list(logger.handlers):
+            if getattr(old, "crampwatch_run", False):
+                logger.removeHandler(old)
     handler.crampwatch_run = True  # type: ignore[attr-defined]
+    log_coalescing.install(handler)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+    for name in ("crampwatch", "hardware"):
+        logging.getLogger(name).setLevel(level.upper())
+    return handler
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """`crampwatch install-service`: run the daemon under systemd on the Pi.
 
-Writes `crampwatch.service` (restart on failure, logs in the journal, SIGTERM for a clean stop)
-and, when missing, a commented configuration file; then reloads systemd and enables the service.
-`--print` only shows the unit.
+Writes `crampwatch.service` (restart on failure, logs in the journal, SIGTERM for a clean stop,
+started after the clock is set, real-time priority allowed for the converter's process) and, when
+missing, a commented configuration file; then reloads systemd and enables the service. `--print`
+only shows the unit.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ import sys
 from pathlib import Path
 
 from firmware_host.device.daemon_config import example_text
+from firmware_host.device.live_sources import REALTIME_PRIORITY
 
 PROG = "crampwatch install-service"
 UNIT_NAME = "crampwatch.service"
+TIME_SYNC_NOTE = (
+    "The service starts once the clock is where it was at the last shutdown. To have it wait for "
+    "network time as well: sudo systemctl enable systemd-time-wait-sync.service (then, without a "
+    "network, it waits for ever). Either way, a clock set later is noticed and event times are "
+    "corrected."
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +54,11 @@ def unit_text(executable: str, config: Path, user: str) -> str:
     return f"""[Unit]
 Description=crampwatch calf-EMG cramp detector
 Wants=network-online.target
-After=network-online.target mosquitto.service
+# A Pi has no real-time clock. time-set.target: the clock is at least where it was at the last
+# shutdown; time-sync.target: network time, when something (systemd-time-wait-sync.service) holds
+# the target back until it is synchronised. Passive targets: ordered after, never pulled in.
+# A clock set later, mid-night, is noticed by the daemon, which corrects its event times.
+After=network-online.target mosquitto.service time-set.target time-sync.target
 
 [Service]
 Type=simple
@@ -54,6 +66,9 @@ User={user}
 # I2C, SPI and GPIO access on Raspberry Pi OS.
 SupplementaryGroups=i2c spi gpio
 ExecStart={executable} run --config {config}
+# The converter's own process may ask for real-time priority {REALTIME_PRIORITY} (SCHED_FIFO):
+# then nothing else on the Pi delays a conversion.
+LimitRTPRIO={REALTIME_PRIORITY}
 # SIGTERM: open events are closed and sent, "offline" is published, files are closed.
 KillSignal=SIGTERM
 TimeoutStopSec=30
@@ -98,4 +113,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"{PROG}: error: systemctl {' '.join(command)} failed", file=sys.stderr)
             return 2
     print("crampwatch runs now; follow it with: journalctl -u crampwatch -f", file=sys.stderr)
+    print(TIME_SYNC_NOTE, file=sys.stderr)
     return 0

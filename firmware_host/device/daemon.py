@@ -1,15 +1,20 @@
 """The device daemon: source -> pipeline -> outputs (MQTT through the outbox, night recording,
-event file, log), until the source ends or a stop is asked for (SIGTERM/SIGINT)."""
+event file, log), until the source ends or a stop is asked for (SIGTERM/SIGINT).
+
+Wall times in every output come from the session's `WallAnchor` (the first sample's time, corrected
+when the system clock steps), never from a start time read once: events, quality changes, the
+state, envelope summaries and markers made after a correction carry the corrected times."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,7 @@ from dsp.events import (
     Event,
     QualityChange,
     StateChange,
+    iso_utc,
 )
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.device import live_sources
@@ -37,8 +43,11 @@ from firmware_host.device.night_budget import MB, RecordingBudget
 from firmware_host.device.night_recorder import NightRecorder, night_directory
 from firmware_host.device.outbox import Outbox
 from firmware_host.device.session_control import SessionChange, SessionControl
+from firmware_host.device.wall_anchor import SystemTime, WallAnchor
 from firmware_host.event_output import EventWriter, atomic_text_output, event_line
 from firmware_host.run_summary import RunSummary
+from hardware import log_coalescing
+from hardware.log_coalescing import repeated
 from messaging.broker import BrokerSettings, parse_broker
 from messaging.topics import Topics
 
@@ -77,7 +86,8 @@ class Publisher:
                 self.outbox.put(self.topics.event, event_payload(record, tag), kind="event")
             elif isinstance(record, QualityChange):
                 self.states.quality(record.channel, record.problems)
-                payload = quality_payload(record, self.topics.device, self.started, tag)
+                payload = quality_payload(record, self.topics.device, self.states.recording_start,
+                                          tag)  # fmt: skip
                 self.outbox.put(self.topics.quality, payload, kind="quality")
             elif isinstance(record, StateChange):
                 self.states.change(record.channel, record.state, record.at_s)
@@ -113,6 +123,14 @@ class Publisher:
         self._put_state(change.at_s)
         self.link.kick()
 
+    def reanchor(self, session_start: datetime, elapsed_s: float) -> None:
+        """The wall clock stepped: later messages carry times from the corrected start, and the
+        retained state is sent again with them."""
+        self.states.reanchor(session_start)
+        self.envelope.session_start = session_start
+        self._put_state(elapsed_s)
+        self.link.kick()
+
     def close_session(self, elapsed_s: float) -> None:
         """The final state: every open stretch closed, the session's good-signal totals."""
         self._put_state(elapsed_s)
@@ -120,9 +138,11 @@ class Publisher:
 
     def _put_state(self, elapsed_s: float) -> None:
         self._state_at_s = elapsed_s
+        # the newest state of each session the recording is cut into (night, dialysis, ...)
+        key = f"state {self.started.isoformat()} {self.states.sessions}"
         self.outbox.put(
             self.topics.state, self.states.payload(elapsed_s), kind="state", retain=True,
-            coalesce_key=f"state {self.states.session_start.isoformat()}",  # a session's newest
+            coalesce_key=key,
         )  # fmt: skip
 
 
@@ -134,15 +154,19 @@ class Daemon:
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    open_source: Callable[[argparse.Namespace], live_sources.Live] = live_sources.open_source
+    wall_clock: SystemTime | None = None  # the system's, unless a test injects one
+    anchor: WallAnchor | None = None
 
     def run(self) -> None:
         args = self.args
-        live = live_sources.open_source(args)
+        live = self.open_source(args)
         with ExitStack() as stack:
             stack.enter_context(live.source)
             live.source.start()
             config, arrays = live.configure(args)
-            started = datetime.now(UTC)
+            self.anchor = WallAnchor(self.wall_clock, first_sample_age_s=live.first_sample_age_s())
+            started = self.anchor.start
             pipeline = Pipeline(
                 config, source_id=f"{args.device}-{started.isoformat()}", session_start=started
             )
@@ -156,9 +180,10 @@ class Daemon:
                 " (measured)" if live.front_end is not None else "",
             )
             session = SessionControl(args.session, hold_kind=args.hold_session, started=started)
-            outputs = self._open_outputs(stack, live, config, pipeline, started, session)
+            outputs = self._open_outputs(stack, live, config, pipeline, self.anchor, session)
             for array in arrays:
                 outputs.handle(pipeline.process(array), array, pipeline.duration_s)
+                outputs.look_at_the_clock(pipeline.duration_s)
                 if self.stop.is_set():
                     log.info("stopping: closing open events and flushing")
                     break
@@ -171,11 +196,12 @@ class Daemon:
 
     def _open_outputs(
         self, stack: ExitStack, live: live_sources.Live, config: PipelineConfig,
-        pipeline: Pipeline, started: datetime, session: SessionControl,
+        pipeline: Pipeline, anchor: WallAnchor, session: SessionControl,
     ) -> Outputs:  # fmt: skip
         args = self.args
         assert self.summary is not None
-        outputs = Outputs(config, started, self.summary, session=session)
+        started = anchor.start
+        outputs = Outputs(config, anchor, self.summary, session=session)
         if session.initial.named:
             log.info("recording %s (started with --session)", session.initial.describe())
         if live.pin_factory is not None or args.source in ("ads1115", "mcp3008"):
@@ -288,7 +314,7 @@ class Outputs:
     """Where each block's results go; every part is optional."""
 
     config: PipelineConfig
-    started: datetime
+    anchor: WallAnchor
     summary: RunSummary
     panel: DevicePanel | None = None
     writer: EventWriter | None = None
@@ -325,6 +351,7 @@ class Outputs:
         return "stopped" if self.recording_on else "off"
 
     def handle(self, output: PipelineOutput, samples: Any, elapsed_s: float) -> None:
+        output = self._anchored(output)
         if samples is not None:
             self._recording(lambda recorder: recorder.write(samples))
         self.summary.add_events(output.events)
@@ -340,6 +367,25 @@ class Outputs:
         for change in self.session.take(elapsed_s):  # commands, a held button
             if self.publisher is not None:
                 self.publisher.change_session(change)
+
+    def look_at_the_clock(self, elapsed_s: float) -> None:
+        """Correct the wall-time anchor if the system clock stepped; send due log summaries."""
+        if self.anchor.check() and self.publisher is not None:
+            self.publisher.reanchor(self.anchor.start, elapsed_s)
+        log_coalescing.flush_due()
+
+    def _anchored(self, output: PipelineOutput) -> PipelineOutput:
+        """The output with its events dated from the current anchor (the pipeline's session
+        start is the one it was made with)."""
+        start = self.anchor.start
+        if all(e.session_start == start for e in output.events):
+            return output
+        moved = {id(e): dataclasses.replace(e, session_start=start) for e in output.events}
+        return dataclasses.replace(
+            output,
+            events=[moved[id(e)] for e in output.events],
+            records=[moved.get(id(r), r) for r in output.records],
+        )
 
     def finish(self, summary: dict[str, Any], elapsed_s: float) -> None:
         if self.recorder is not None:
@@ -377,7 +423,7 @@ class Outputs:
                 self.writer.event(record)
             if record.phase == PHASE_ENDED:
                 self._recording(lambda recorder: recorder.event(record))
-            at = self.started + timedelta(seconds=record.start_s)
+            at = self.anchor.at(record.start_s)
             log.info("%s  %s", at.astimezone().strftime("%H:%M:%S"), event_line(record))
         elif isinstance(record, QualityChange):
             if self.writer is not None:
@@ -388,14 +434,23 @@ class Outputs:
                 )
         elif record.state == STATE_SIGNAL_LOST:
             self.lost.add(record.channel)
-            log.warning("%s: signal lost at %.0f s; no detection until it is back",
-                        record.channel, record.at_s)  # fmt: skip
+            log.warning("%s: signal lost at %s (%.0f s); no detection until it is back",
+                        record.channel, self._clock_time(record.at_s), record.at_s,
+                        extra=repeated(f"signal {record.channel}"))  # fmt: skip
         elif record.channel in self.lost:
             self.lost.discard(record.channel)
-            log.info("%s: signal back at %.0f s", record.channel, record.at_s)
+            log.info("%s: signal back at %s (%.0f s)", record.channel,
+                     self._clock_time(record.at_s), record.at_s,
+                     extra=repeated(f"signal {record.channel}"))  # fmt: skip
+
+    def _clock_time(self, at_s: float) -> str:
+        return self.anchor.at(at_s).astimezone().strftime("%H:%M:%S")
 
     def _marker(self, marker: dict[str, Any]) -> None:
-        log.info("marker button pressed at %.1f s", marker["at_s"])
+        # Dated like the events, from the anchor: a press before a clock step lines up with them.
+        marker["wall"] = iso_utc(self.anchor.at(float(marker["at_s"])))
+        log.info("marker button pressed at %s (%.1f s)", self._clock_time(marker["at_s"]),
+                 marker["at_s"])  # fmt: skip
         if self.writer is not None:
             self.writer.record(marker)
         if self.publisher is not None:

@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 
 from firmware_host.device.ha_discovery import DiscoveryMessage
 from firmware_host.device.outbox import Outbox, OutboxMessage
+from hardware.log_coalescing import repeated
 from messaging.broker import BrokerSettings
 from messaging.topics import OFFLINE, ONLINE, Topics
 
@@ -209,6 +210,7 @@ class MqttLink:
             "outbox meanwhile (%d waiting)",
             self.settings.address,
             self.outbox.counts().unsent,
+            extra=repeated("broker unreachable"),
         )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
