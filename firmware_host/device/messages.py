@@ -95,6 +95,7 @@ class ChannelStates:
         self.recording_start = session_start
         self.session_start = session_start  # of the current session (`begin` moves it)
         self.origin_s = 0.0  # the current session's start, in seconds from the recording's
+        self.sessions = 0  # sessions begun after the first (the recording is cut at each)
         self.session = session
         self.session_cramps = 0
         self._plm_base: LimbMovementSummary | None = None
@@ -122,12 +123,18 @@ class ChannelStates:
         """A new session from `at_s` seconds into the recording (take the previous one's last
         `payload(at_s)` first): good signal, cramps and PLM counted again from there."""
         self._roll_night(at_s)
+        self.sessions += 1
         self.origin_s = at_s
         self.session_start = self.recording_start + timedelta(seconds=at_s)
         self.session = session
         self.session_cramps = 0
         self.lost_s = dict.fromkeys(self.channels, 0.0)
         self._plm_base = self.plm
+
+    def reanchor(self, recording_start: datetime) -> None:
+        """The wall clock stepped: the recording (and so this session) started at another time."""
+        self.recording_start = recording_start
+        self.session_start = recording_start + timedelta(seconds=self.origin_s)
 
     def change(self, channel: str, state: str, at_s: float) -> None:
         previous, since = self.states[channel]
