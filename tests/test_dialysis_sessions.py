@@ -154,10 +154,9 @@ def _night_tag():
         ({"post_weight_kg": 58.0}, "more than 10 kg apart"),
     ],
 )  # fmt: skip
-def test_mistakes_in_details_are_refused_the_same_way_by_the_api_mqtt_and_the_command_line(
-    dashboard, client: TestClient, fields: dict, words: str, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+def test_mistakes_in_details_are_refused_the_same_way_by_the_api_and_mqtt(
+    dashboard, client: TestClient, fields: dict, words: str
+) -> None:
     base = {"start": "2026-11-16T07:30", "end": "2026-11-16T11:30", "pre_weight_kg": 72.0}
     response = client.post("/api/sessions", json={**base, **fields})
     assert response.status_code == 400 and words in response.json()["error"], response.json()
