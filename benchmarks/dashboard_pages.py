@@ -2,9 +2,11 @@
 
 A year of one device's data (365 nights, each with a session state message, some incomplete;
 5,000 intake entries of a dozen factors; 2,000 cramp and movement events with their envelope
-traces, cramps also `started`; marker presses and signal problems) goes in through the real
-paths: `Ingest.handle` for device messages and MQTT intake, `IntakeLog.add` for the form, API and
-command line. The SQLite file is built once and cached (``$CRAMPWATCH_BENCH_CACHE``, else
+traces, cramps also `started`; marker presses and signal problems; three dialysis sessions a
+week recorded as dialysis sessions, with their cramps, details and blood pressure readings, and
+monthly lab results) goes in through the real paths: `Ingest.handle` for device messages and
+MQTT intake and session details, `IntakeLog.add` and `DialysisLog` for the form, API and command
+line. The SQLite file is built once and cached (``$CRAMPWATCH_BENCH_CACHE``, else
 ``<tmp>/crampwatch-bench``) while the data spec and the storing code stay the same; each run works
 on a copy.
 
@@ -49,8 +51,9 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 DEFAULT_JSON = HERE / "results" / "dashboard.json"
 CACHE_ENV = "CRAMPWATCH_BENCH_CACHE"
-DATA_VERSION = 2  # bump when the generated data changes
-STORING_CODE = ("store.py", "ingest.py", "intake.py", "intake_log.py", "catalogue.py")
+DATA_VERSION = 3  # bump when the generated data changes
+STORING_CODE = ("store.py", "ingest.py", "intake.py", "intake_log.py", "catalogue.py",
+                "dialysis.py", "dialysis_log.py", "named_sessions.py")  # fmt: skip
 TARGET_MS = 100.0  # p95 of every page and API call
 READY_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 60.0  # httpx's default 5 s would cut a slow page short
@@ -75,6 +78,8 @@ class YearSpec:
     tz: str = "Europe/Berlin"
     device: str = "bed"
     channels: tuple[str, ...] = ("left_calf", "right_calf")
+    dialysis_days: tuple[int, ...] = (0, 2, 4)  # Monday, Wednesday, Friday, 07:30-11:30
+    session_events: int = 400  # in the dialysis sessions, besides `events`
 
     @property
     def zone(self) -> ZoneInfo:
@@ -354,6 +359,65 @@ def quality_payloads(spec: YearSpec, session: Session) -> list[tuple[datetime, d
     return out
 
 
+def plan_dialysis(
+    spec: YearSpec, rng: np.random.Generator, number: Counter
+) -> tuple[list[Message], list[str]]:
+    """Three dialysis sessions a week: each recorded as a dialysis session (its events carry
+    the session, its last state too), its details (half over MQTT, half through the API) and,
+    once a month, lab results; returns the messages and the session ids."""
+    pipeline = pipeline_block(spec)
+    messages: list[Message] = []
+    ids: list[str] = []
+    days = [spec.start + timedelta(days=i) for i in range(spec.nights)]
+    days = [d for d in days if d.weekday() in spec.dialysis_days]
+    post = 70.0
+    for n, day in enumerate(days):
+        local = datetime(day.year, day.month, day.day, 7, 30, tzinfo=spec.zone)
+        start = local.astimezone(UTC)
+        session_id = f"dialysis-{start:%Y%m%dT%H%M%SZ}"
+        ids.append(session_id)
+        tag = {"session_kind": "dialysis", "session_id": session_id}
+        recorded = 4 * 3600.0
+        good = {c: recorded - float(rng.uniform(0, 600)) for c in spec.channels}
+        session = Session(day, start, recorded, good)
+        gain = float(np.clip(rng.normal(2.2, 0.8), 0.5, 4.5))
+        pre, post = round(post + gain, 1), round(70.0 + float(rng.normal(0, 0.3)), 1)
+        uf = round((pre - post) * 1000 + 200, -1)
+        for _ in range(rng.poisson(spec.session_events / len(days))):
+            kind = "cramp" if rng.random() < 0.4 else "movement"
+            duration = float(min(600.0, 10.0 + rng.exponential(40.0))) if kind == "cramp" else (
+                float(rng.uniform(0.5, 10.0)))  # fmt: skip
+            start_s = float(rng.uniform(300.0, recorded - duration - 60.0))
+            ended = {**event_payload(spec, session, kind, start_s, duration, rng, pipeline), **tag}
+            end = start + timedelta(seconds=start_s + duration)
+            messages.append(_device_message(spec, end, "event", ended, number()))
+        state = {**state_payload(spec, session, 0), **tag, "cramps_session": 0}
+        messages.append(_device_message(spec, start + timedelta(seconds=recorded), "state", state,
+                                        number()))  # fmt: skip
+        readings = [{"time": (local + timedelta(minutes=m)).isoformat(),
+                     "systolic": round(145 - 6 * gain * m / 240 + float(rng.normal(0, 5))),
+                     "diastolic": round(80 - 3 * gain * m / 240 + float(rng.normal(0, 3))),
+                     "uf_removed_ml": round(uf * m / 240, -1)} for m in range(0, 241, 30)]  # fmt: skip
+        details = {"schema": "crampwatch.session/1", "session_id": session_id,
+                   "start": local.isoformat(), "end": (local + timedelta(hours=4)).isoformat(),
+                   "pre_weight_kg": pre, "post_weight_kg": post, "uf_volume_ml": uf,
+                   "dialysate_sodium_mmol_l": float(rng.choice([136, 138, 140])),
+                   "blood_pressure": readings, "ended_early": bool(rng.random() < 0.05)}  # fmt: skip
+        done = local + timedelta(hours=5)
+        if n % 2:
+            messages.append(Message(done, number(), f"crampwatch/{MQTT_PERSON}/session", details))
+        else:
+            messages.append(Message(done, number(), None, details, "details"))
+        if n % 13 == 0:
+            for analyte, value in (("calcium", f"{rng.uniform(2.0, 2.5):.2f} mmol/L"),
+                                   ("phosphorus", f"{rng.uniform(3.5, 6.5):.1f} mg/dL"),
+                                   ("potassium", f"{rng.uniform(4.0, 6.0):.1f} mmol/L"),
+                                   ("magnesium", f"{rng.uniform(0.7, 1.1):.2f} mmol/L")):  # fmt: skip
+                lab = {"analyte": analyte, "value": value, "time": local.isoformat()}
+                messages.append(Message(local, number(), None, lab, "lab"))
+    return messages, ids
+
+
 def plan_messages(spec: YearSpec) -> tuple[list[Message], dict[str, Any]]:
     """Every message of the year in time order, and what they add up to."""
     rng = np.random.default_rng(spec.seed)
@@ -368,6 +432,8 @@ def plan_messages(spec: YearSpec) -> tuple[list[Message], dict[str, Any]]:
             _device_message(spec, end, "state", state_payload(spec, session, count), number())
         )
     messages += plan_intake(spec, rng)
+    dialysis, session_ids = plan_dialysis(spec, np.random.default_rng(spec.seed + 1), number)
+    messages += dialysis
     messages.sort()
     busiest = max(range(spec.nights), key=lambda i: (cramps[i], -i))
     incomplete = sum(max(s.good_s.values()) < 240 * 60 for s in sessions)
@@ -376,6 +442,8 @@ def plan_messages(spec: YearSpec) -> tuple[list[Message], dict[str, Any]]:
         "busiest_night_cramps": cramps[busiest],
         "incomplete_nights_planned": incomplete,
         "cramp_nights_planned": sum(c > 0 for c in cramps),
+        "dialysis_sessions": len(session_ids),
+        "a_session": session_ids[len(session_ids) // 2],
     }
     return messages, summary
 
@@ -389,6 +457,12 @@ def feed(process: Any, message: Message) -> None:
         if not process.ingest.handle(message.topic, json.dumps(message.payload).encode()):
             raise RuntimeError(f"ingest refused a message on {message.topic}: {message.payload}")
         return
+    if message.source == "details":
+        process.sessions.log(message.payload, "api")
+        return
+    if message.source == "lab":
+        process.sessions.add_lab(message.payload, "api")
+        return
     _, new = process.intake.add(message.payload, message.source)
     if not new:
         raise RuntimeError(f"intake entry stored twice: {message.payload}")
@@ -396,7 +470,8 @@ def feed(process: Any, message: Message) -> None:
 
 def table_counts(store: Any) -> dict[str, int]:
     """Rows per table, and what ingest counted."""
-    tables = ("session", "event", "intake", "marker", "quality", "custom_factor", "refusal")
+    tables = ("session", "event", "intake", "marker", "quality", "custom_factor", "refusal",
+              "named_session", "lab_result")  # fmt: skip
     counts = {t: int(store.query(f"SELECT COUNT(*) FROM {t}")[0][0]) for t in tables}
     counts["event_ended"] = int(
         store.query("SELECT COUNT(*) FROM event WHERE phase = 'ended'")[0][0]
@@ -405,6 +480,13 @@ def table_counts(store: Any) -> dict[str, int]:
         store.query("SELECT COUNT(*) FROM event WHERE phase = 'ended' AND kind = 'cramp'")[0][0]
     )
     counts["factors"] = int(store.query("SELECT COUNT(DISTINCT factor) FROM intake")[0][0])
+    in_sessions = "phase = 'ended' AND payload LIKE '%\"session_kind\": \"dialysis\"%'"
+    counts["session_events"] = int(
+        store.query(f"SELECT COUNT(*) FROM event WHERE {in_sessions}")[0][0]
+    )
+    counts["session_cramps"] = int(
+        store.query(f"SELECT COUNT(*) FROM event WHERE kind = 'cramp' AND {in_sessions}")[0][0]
+    )
     counts["ingest_stored"], counts["ingest_refused"] = (
         store.counter("stored"),
         store.counter("refused"),
@@ -415,9 +497,16 @@ def table_counts(store: Any) -> dict[str, int]:
 def check_counts(spec: YearSpec, counts: dict[str, int]) -> None:
     """The database holds exactly what was planned, nothing refused."""
     n_cramps = round(spec.events * spec.cramp_share)
-    expected = {"session": spec.nights, "event_ended": spec.events, "intake": spec.intake,
-                "event": spec.events + n_cramps, "cramps_ended": n_cramps, "ingest_refused": 0}  # fmt: skip
-    wrong = {k: (counts[k], v) for k, v in expected.items() if counts[k] != v}
+    night_events = counts["event_ended"] - counts["session_events"]
+    expected = {"session": spec.nights + counts["named_session"], "intake": spec.intake,
+                "ingest_refused": 0}  # fmt: skip
+    expected_nights = {"event_ended": spec.events, "cramps_ended": n_cramps}
+    found_nights = {"event_ended": night_events,
+                    "cramps_ended": counts["cramps_ended"] - counts["session_cramps"]}  # fmt: skip
+    wrong = {k: (found_nights[k], v) for k, v in expected_nights.items() if found_nights[k] != v}
+    wrong |= {k: (counts[k], v) for k, v in expected.items() if counts[k] != v}
+    if not counts["named_session"] or not counts["lab_result"]:
+        wrong["named_session"] = (counts["named_session"], "> 0")
     if wrong:
         raise RuntimeError(
             f"the database does not hold what was planned (found, expected): {wrong}"
@@ -601,7 +690,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def pages(spec: YearSpec, night: str, cramp: str) -> list[Page]:
+def pages(spec: YearSpec, night: str, cramp: str, session: str) -> list[Page]:
     """Every page and the API calls behind them, the longest ranges they allow (a year)."""
     first, last = spec.first_night, (spec.start + timedelta(days=spec.nights - 1)).isoformat()
     year = f"first={first}&last={last}"
@@ -621,6 +710,9 @@ def pages(spec: YearSpec, night: str, cramp: str) -> list[Page]:
         Page("report", "report, last 28 nights (HTML)", "/report"),
         Page("report_year", "report, a year (HTML)", f"/report?{year}"),
         Page("status", "device (HTML)", "/status"),
+        Page("sessions", "sessions, last 12 weeks (HTML)", "/sessions"),
+        Page("sessions_year", "sessions, a year (HTML)", f"/sessions?{year}"),
+        Page("session", "one dialysis session (HTML)", f"/sessions/{session}"),
         Page("api_nights", "nights (API)", "/api/nights"),
         Page("api_night", "one night (API)", f"/api/nights/{night}"),
         Page("api_insights", "insights (API)", "/api/insights"),
@@ -632,6 +724,10 @@ def pages(spec: YearSpec, night: str, cramp: str) -> list[Page]:
         Page("api_labels", "answers (API)", "/api/labels"),
         Page("api_truth", "truth export (API)", f"/api/nights/{night}/truth.csv"),
         Page("api_status", "status (API)", "/api/status"),
+        Page("api_sessions", "sessions, a year (API)", f"/api/sessions?from={first}&to={last}"),
+        Page("api_session", "one session (API)", f"/api/sessions/{session}"),
+        Page("api_session_insights", "sessions' analysis (API)", "/api/sessions/insights"),
+        Page("api_labs", "lab results (API)", "/api/labs"),
     ]
 
 
@@ -679,6 +775,10 @@ def check_response(page: Page, response: httpx.Response, spec: YearSpec) -> None
         raise RuntimeError(f"{page.path}: no tested factor")
     if page.key == "api_events" and not body["events"]:
         raise RuntimeError(f"{page.path}: no events")
+    if page.key == "api_sessions" and len(body) < 150:
+        raise RuntimeError(f"{page.path}: {len(body)} sessions, expected a year's (156)")
+    if page.key == "api_session_insights" and not any(r["status"] == "ok" for r in body["results"]):
+        raise RuntimeError(f"{page.path}: no tested factor")
 
 
 def measure_cold(db: Path, spec: YearSpec, timings: list[Timing]) -> list[float]:
@@ -788,17 +888,22 @@ def notes(
     spec: YearSpec, data: dict[str, Any], context: dict[str, Any], timings: list[Timing]
 ) -> str:
     """What was measured, on what, and whether the target was met."""
-    counts, n_cramps = data["counts"], data["counts"]["cramps_ended"]
+    counts = data["counts"]
+    n_cramps = counts["cramps_ended"] - counts["session_cramps"]  # the nights'
+    n_events = counts["event_ended"] - counts["session_events"]
     worst = max(timings, key=lambda t: t.stats().get("p95_ms", 0.0))
     verdict = "met" if worst.stats().get("p95_ms", 0.0) < TARGET_MS else "MISSED"
     lines = [
         f"- data: {spec.nights} nights from {spec.first_night} ({spec.tz}), one session each, "
         f"{data['incomplete_nights_planned']} incomplete; {counts['intake']} intake entries of "
-        f"{counts['factors']} factors; {counts['event_ended']} events ({n_cramps} cramps, "
+        f"{counts['factors']} factors; {n_events} events ({n_cramps} cramps, "
         f"started + ended, on {data['cramp_nights_planned']} nights; "
-        f"{counts['event_ended'] - n_cramps} movements) with envelope traces; "
-        f"{counts['marker']} marker presses, {counts['quality']} quality changes; fed through "
-        f"Ingest.handle / IntakeLog.add into SQLite ({context['db_mb']:.1f} MB)",
+        f"{n_events - n_cramps} movements) with envelope traces; "
+        f"{counts['marker']} marker presses, {counts['quality']} quality changes; "
+        f"{data['dialysis_sessions']} dialysis sessions with {counts['session_events']} events "
+        f"({counts['session_cramps']} cramps), details and blood pressure, "
+        f"{counts['lab_result']} lab results; fed through Ingest.handle / IntakeLog.add / "
+        f"DialysisLog into SQLite ({context['db_mb']:.1f} MB)",
         "- server: `dashboards.server.build` + `serve` (uvicorn) in its own process on "
         "127.0.0.1; httpx, one keep-alive connection, time to the whole body; cold = the first "
         "request to a freshly started server (one per page); then "
@@ -888,7 +993,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cached, data = ensure_database(spec, args.rebuild)
     verb = "built" if data["built_now"] else "reusing"
     _log(f"{verb} {cached} ({data['messages']} messages, ingest {data['ingest_s']} s)")
-    timings = [Timing(page) for page in pages(spec, data["busiest_night"], strongest_cramp(cached))]
+    timings = [
+        Timing(page)
+        for page in pages(spec, data["busiest_night"], strongest_cramp(cached), data["a_session"])
+    ]
     load_before = _load()
     with tempfile.TemporaryDirectory(prefix="crampwatch-dash-") as work:
         db = Path(work) / "dashboard.db"

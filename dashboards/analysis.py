@@ -13,6 +13,11 @@ The rules (DESIGN.md, "Dashboard analysis"), and the choices made where it is si
   in one night add up per (device, channel); a session's good seconds are capped at its recorded seconds.
   A night's good-signal minutes are the **maximum over channels**: a cramp on either calf is seen as long
   as one channel is good, and the best channel is what the detector could rely on.
+- A named session (dialysis, or another daytime session: `SessionSpan`) is its own unit: the events
+  that start inside it belong to it (`summarize_sessions`), never to a night, and a recording made
+  as a named session never adds to a night's signal. A night recording that overlaps a named session
+  logged on the dashboard (the device was not told) counts for the night in proportion to the time
+  outside it. Nights that touch no named session are computed exactly as before.
 - Nights in the requested range with no session are returned as nights without data (`has_data` False,
   `complete` False, 0 good minutes): they are never read as nights without cramps, and are left out of
   the statistics even with `include_incomplete`.
@@ -37,6 +42,8 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from messaging.sessions import NIGHT as NIGHT_KIND
 
 NIGHT_START = time(18)
 NIGHT_END = time(12)
@@ -131,12 +138,19 @@ class CrampRecord(_ToDict):
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord(_ToDict):
-    """One recording session: when it started, seconds recorded, seconds of good signal per channel."""
+    """One recording session: when it started, seconds recorded, seconds of good signal per
+    channel; its kind ('night', or a named session's kind with its id)."""
 
     device: str
     session_start: datetime
     recorded_s: float
     good_s: Mapping[str, float] = field(default_factory=dict)
+    kind: str = NIGHT_KIND
+    session_id: str | None = None
+
+    @property
+    def end(self) -> datetime:
+        return self.session_start + timedelta(seconds=self.recorded_s)
 
     def __post_init__(self) -> None:
         _require_aware(self.session_start, "session_start")
@@ -145,6 +159,81 @@ class SessionRecord(_ToDict):
         for channel, seconds in self.good_s.items():
             if not seconds >= 0:
                 raise ValueError(f"good_s[{channel!r}] must be >= 0, got {seconds}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpan(_ToDict):
+    """A named session's time: from `start` to `end` (the recording's and the logged times
+    together); minutes into the session count from `origin` (the logged treatment start, else
+    `start`)."""
+
+    session_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    origin: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end", "origin"):
+            _require_aware(getattr(self, name), name)
+        if self.end < self.start:
+            raise ValueError(f"session {self.session_id} ends before it starts")
+
+    def overlap_s(self, start: datetime, end: datetime) -> float:
+        """Seconds of [start, end) inside this session."""
+        return max(0.0, (min(end, self.end) - max(start, self.start)).total_seconds())
+
+
+def span_times(spans: Sequence[SessionSpan]) -> tuple[np.ndarray, np.ndarray]:
+    """The spans' starts and ends as POSIX seconds."""
+    return (np.array([s.start.timestamp() for s in spans], dtype=float),
+            np.array([s.end.timestamp() for s in spans], dtype=float))  # fmt: skip
+
+
+def in_spans(timestamps: np.ndarray, spans: Sequence[SessionSpan]) -> np.ndarray:
+    """Which POSIX timestamps lie inside a named session (start <= t < end)."""
+    ts = np.asarray(timestamps, dtype=float)
+    inside = np.zeros(ts.shape, dtype=bool)
+    if not spans or ts.size == 0:
+        return inside
+    starts, ends = span_times(spans)
+    order = np.argsort(starts)
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    # the latest span starting at or before t; inside if any span up to it reaches past t
+    at = np.searchsorted(starts, ts, side="right") - 1
+    inside[at >= 0] = ts[at >= 0] < ends[at[at >= 0]]
+    return inside
+
+
+def span_index(timestamps: np.ndarray, spans: Sequence[SessionSpan]) -> np.ndarray:
+    """For each POSIX timestamp, the index of the first span holding it (start <= t < end),
+    -1 for none."""
+    ts = np.asarray(timestamps, dtype=float)
+    which = np.full(ts.shape, -1, dtype=np.int64)
+    for i, span in enumerate(spans):
+        inside = (ts >= span.start.timestamp()) & (ts < span.end.timestamp()) & (which < 0)
+        which[inside] = i
+    return which
+
+
+def _overlap_s(start: float, end: float, starts: np.ndarray, ends: np.ndarray) -> float:
+    return float(np.clip(np.minimum(ends, end) - np.maximum(starts, start), 0.0, None).sum())
+
+
+def night_share(session: SessionRecord, spans: Sequence[SessionSpan]) -> float:
+    """The share of a recording that counts for nights: none of a named session's recording,
+    and of a night recording the part outside the named sessions (1.0 when it touches none)."""
+    return _night_share(session, *span_times(spans))
+
+
+def _night_share(session: SessionRecord, starts: np.ndarray, ends: np.ndarray) -> float:
+    if session.kind != NIGHT_KIND:
+        return 0.0
+    if starts.size == 0 or session.recorded_s <= 0:
+        return 1.0
+    begin = session.session_start.timestamp()
+    inside = _overlap_s(begin, begin + session.recorded_s, starts, ends)
+    return 1.0 if inside <= 0 else max(0.0, 1.0 - inside / session.recorded_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +322,10 @@ def _nights(timestamps: np.ndarray, tz: tzinfo) -> np.ndarray:
 
 
 def session_night(session: SessionRecord, tz: tzinfo) -> date | None:
-    """The night of the session's start; a daytime start counts for the evening if it reached 18:00."""
+    """The night of the session's start; a daytime start counts for the evening if it reached 18:00.
+    A named session (dialysis, ...) is no night's."""
+    if session.kind != NIGHT_KIND:
+        return None
     night = night_of(session.session_start, tz)
     if night is not None:
         return night
@@ -349,21 +441,28 @@ class _PerNight:
 
 
 def _signal_by_night(
-    sessions: Sequence[SessionRecord], tz: tzinfo
+    sessions: Sequence[SessionRecord], tz: tzinfo, spans: Sequence[SessionSpan] = ()
 ) -> dict[date, tuple[float, float, int]]:
-    """Per night: (good minutes: best channel, recorded minutes, number of sessions)."""
+    """Per night: (good minutes: best channel, recorded minutes, number of sessions); named
+    sessions' recordings left out, night recordings counted outside named sessions only."""
     good: dict[date, dict[tuple[str, str], float]] = defaultdict(lambda: defaultdict(float))
     recorded: dict[date, float] = defaultdict(float)
     count: dict[date, int] = defaultdict(int)
+    sessions = [s for s in sessions if s.kind == NIGHT_KIND]
     ordinals = nights_of([s.session_start for s in sessions], tz).tolist()
+    starts, ends = span_times(spans)
     for session, ordinal in zip(sessions, ordinals, strict=True):
         night = date.fromordinal(ordinal) if ordinal >= 0 else session_night(session, tz)
         if night is None:
             continue
-        recorded[night] += session.recorded_s
+        share = _night_share(session, starts, ends)
+        if share <= 0.0:
+            continue
+        recorded[night] += session.recorded_s if share == 1.0 else session.recorded_s * share
         count[night] += 1
         for channel, seconds in session.good_s.items():
-            good[night][(session.device, channel)] += min(seconds, session.recorded_s)
+            seconds = min(seconds, session.recorded_s)
+            good[night][(session.device, channel)] += seconds if share == 1.0 else seconds * share
     return {
         night: (max(good[night].values(), default=0.0) / 60.0, recorded[night] / 60.0, count[night])
         for night in count
@@ -421,14 +520,19 @@ def summarize_nights(
     min_good_minutes: float = 240.0,
     first: date | None = None,
     last: date | None = None,
+    spans: Sequence[SessionSpan] = (),
 ) -> list[NightSummary]:
     """One summary per night from `first` to `last` (default: the span of the data), in order.
 
     Pass only `ended` events, de-duplicated by event_id. Nights with no session come out as nights
-    without data, never as nights without cramps.
+    without data, never as nights without cramps. Events inside a named session (`spans`) are
+    that session's, and left out.
     """
     events = list(cramps)
-    signal = _signal_by_night(list(sessions), tz)
+    if spans:
+        inside = in_spans(_timestamps(e.start for e in events), spans)
+        events = [e for e, out in zip(events, ~inside, strict=True) if out]
+    signal = _signal_by_night(list(sessions), tz, spans)
     start = _timestamps(e.start for e in events)
     end = _timestamps(e.end for e in events)
     peak = np.fromiter((e.peak_uv for e in events), dtype=float, count=len(events))
@@ -451,6 +555,122 @@ def summarize_nights(
         )
         for i in range(n)
     ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Named sessions (dialysis, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary(_ToDict):
+    """Figures for one named session (times aware): the cramps and movements that started in it
+    (overlapping ones on different channels are one, as for nights), its first cramp and the
+    minutes from `origin` (the treatment's start) to it and to every cramp (`cramp_minutes_in`),
+    and its signal: recorded and good minutes (best channel) of the recordings made as this
+    session and of night recordings that overlap it. `complete`: good signal for at least
+    `min_good_share` of its length. The patient's word is added by the dashboard
+    (`dashboards.named_sessions`), as for nights."""
+
+    session_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    origin: datetime
+    cramps: int
+    cramp_minutes: float
+    strongest_uv: float | None
+    first_cramp: datetime | None
+    first_cramp_min: float | None
+    movements: int
+    recorded_minutes: float
+    good_minutes: float
+    has_recording: bool
+    complete: bool
+    cramp_minutes_in: tuple[float, ...] = ()
+    rejected: int = 0
+    confirmed: int = 0
+    reported: int = 0
+    markers: int = 0
+
+    @property
+    def minutes(self) -> float:
+        return (self.end - self.start).total_seconds() / 60.0
+
+
+def _span_signal(
+    sessions: Sequence[SessionRecord], spans: Sequence[SessionSpan]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per span: recorded minutes, good minutes (best channel), and whether anything recorded
+    it: its own recordings in full, overlapping night recordings in proportion."""
+    by_id = {span.session_id: i for i, span in enumerate(spans)}
+    starts, ends = span_times(spans)
+    recorded = np.zeros(len(spans))
+    good: list[dict[tuple[str, str], float]] = [defaultdict(float) for _ in spans]
+    for session in sessions:
+        if session.session_id in by_id:
+            targets = [(by_id[session.session_id], 1.0)]
+        elif session.kind == NIGHT_KIND and session.recorded_s > 0:
+            begin = session.session_start.timestamp()
+            overlap = np.clip(np.minimum(ends, begin + session.recorded_s)
+                              - np.maximum(starts, begin), 0.0, None)  # fmt: skip
+            targets = [(int(i), overlap[i] / session.recorded_s) for i in np.flatnonzero(overlap)]
+        else:
+            continue
+        for i, share in targets:
+            recorded[i] += session.recorded_s * share / 60.0
+            for channel, seconds in session.good_s.items():
+                good[i][(session.device, channel)] += min(seconds, session.recorded_s) * share
+    best = np.array([max(g.values(), default=0.0) / 60.0 for g in good])
+    return recorded, best, recorded > 0
+
+
+def summarize_sessions(
+    cramps: Iterable[CrampRecord],
+    sessions: Iterable[SessionRecord],
+    spans: Sequence[SessionSpan],
+    *,
+    min_good_share: float = 0.75,
+) -> list[SessionSummary]:
+    """One summary per named session in `spans` (in their order), from the `ended` events
+    (de-duplicated by event_id) and the recordings. A session nothing recorded has no data:
+    `has_recording` False, never a session without cramps."""
+    events = list(cramps)
+    n = len(spans)
+    start = _timestamps(e.start for e in events)
+    end = _timestamps(e.end for e in events)
+    peak = np.fromiter((e.peak_uv for e in events), dtype=float, count=len(events))
+    which = span_index(start, spans)
+    is_cramp = np.array([e.kind == "cramp" for e in events], dtype=bool)
+    assigned = which >= 0
+    cramp_events = _Events.of(np.flatnonzero(assigned & is_cramp), which, start, end, peak)
+    figures = _PerNight.of(cramp_events, 0, n)
+    movements = _PerNight.of(_Events.of(np.flatnonzero(assigned & ~is_cramp), which, start, end,
+                                        peak), 0, n)  # fmt: skip
+    first_of, _ = cramp_events.episodes()
+    onsets: list[list[float]] = [[] for _ in spans]
+    for i, t in zip(cramp_events.night[first_of].tolist(), cramp_events.start[first_of].tolist(),
+                    strict=True):  # fmt: skip
+        onsets[i].append((t - spans[i].origin.timestamp()) / 60.0)
+    recorded, good, has = _span_signal(list(sessions), spans)
+    out = []
+    for i, span in enumerate(spans):
+        row = int(figures.first_row[i])
+        strongest = float(figures.strongest[i])
+        first = events[row].start if row >= 0 else None
+        length = (span.end - span.start).total_seconds() / 60.0
+        out.append(SessionSummary(
+            session_id=span.session_id, kind=span.kind, start=span.start, end=span.end,
+            origin=span.origin, cramps=int(figures.count[i]),
+            cramp_minutes=float(figures.minutes[i]),
+            strongest_uv=strongest if math.isfinite(strongest) else None,
+            first_cramp=first,
+            first_cramp_min=(first - span.origin).total_seconds() / 60.0 if first else None,
+            movements=int(movements.count[i]), recorded_minutes=float(recorded[i]),
+            good_minutes=float(good[i]), has_recording=bool(has[i]),
+            complete=bool(has[i] and good[i] >= min_good_share * length),
+            cramp_minutes_in=tuple(onsets[i]),
+        ))  # fmt: skip
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -569,7 +789,7 @@ def _fmt_amount(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def _with_unit(value: float, unit: str) -> str:
+def with_unit(value: float, unit: str) -> str:
     return f"{_fmt_amount(value)} {unit}".strip()
 
 
@@ -587,15 +807,15 @@ def _when(lag: int, days_with: str) -> str:
     return f"{abs(lag)} days {'after' if lag > 0 else 'before'} {one}"
 
 
-def _split(x: np.ndarray, kind: str, unit: str) -> tuple[np.ndarray, float | None, str]:
+def split_higher(x: np.ndarray, kind: str, unit: str) -> tuple[np.ndarray, float | None, str]:
     """The 'higher' mask, the median threshold (amount factors) and a phrase for it."""
     if kind == "event":
         return x > 0, None, "taken"
     median = float(np.median(x))
     high = x > median
     if high.any():
-        return high, median, f"above {_with_unit(median, unit)}"
-    return x >= median, median, f"{_with_unit(median, unit)} or more"
+        return high, median, f"above {with_unit(median, unit)}"
+    return x >= median, median, f"{with_unit(median, unit)} or more"
 
 
 def _untestable(
@@ -613,7 +833,7 @@ def _untestable(
         message = f"no variation: {_label(factor)} was logged on {which} of the {n} days"
         return FactorInsight(**base, status=STATUS_NO_VARIATION, message=message)
     if kind == "amount" and np.ptp(x) == 0:
-        message = f"no variation: {_label(factor)} was {_with_unit(x[0], unit)} on all {n} days"
+        message = f"no variation: {_label(factor)} was {with_unit(x[0], unit)} on all {n} days"
         return FactorInsight(**base, status=STATUS_NO_VARIATION, message=message)
     if np.ptp(y) == 0:
         message = f"no variation: {y[0]:.0f} cramps on each of the {n} nights"
@@ -633,7 +853,7 @@ def _tested(
     p_value: float,
 ) -> FactorInsight:
     """The result with numbers, without q (filled in once every p-value is known)."""
-    high, threshold, split = _split(x, kind, unit)
+    high, threshold, split = split_higher(x, kind, unit)
     high_mean, low_mean = float(y[high].mean()), float(y[~high].mean())
     return FactorInsight(
         factor=factor,
@@ -692,7 +912,7 @@ def _lag_results(
     return out
 
 
-def _strength(rho: float) -> str:
+def link_strength(rho: float) -> str:
     size = abs(rho)
     if size < 0.1:
         return "Hardly any link"
@@ -703,7 +923,7 @@ def _strength(rho: float) -> str:
     return "Strong link"
 
 
-def _evidence(q: float) -> str:
+def evidence_words(q: float) -> str:
     if q < 0.01:
         return "very unlikely to be chance alone, though that does not make it the cause"
     if q < 0.05:
@@ -713,7 +933,7 @@ def _evidence(q: float) -> str:
     return "could be chance"
 
 
-def _fmt_q(q: float) -> str:
+def format_q(q: float) -> str:
     return "q < 0.001" if q < 0.001 else f"q = {q:.2f}"
 
 
@@ -736,8 +956,8 @@ def sentence(result: FactorInsight) -> str:
     return (
         f"{_when(result.lag, days_with)}, you had {what} that night "
         f"({high} vs {low} per night; {counts}). "
-        f"{_strength(result.rho)} (rank correlation {result.rho:.2f}, {_fmt_q(result.q_value)}): "
-        f"{_evidence(result.q_value)}."
+        f"{link_strength(result.rho)} (rank correlation {result.rho:.2f}, {format_q(result.q_value)}): "
+        f"{evidence_words(result.q_value)}."
     )
 
 

@@ -14,7 +14,10 @@ Choices worth knowing:
   cannot be added up. A drug worth tracking by dose is best logged as its own (custom) factor in mg.
 - "diuretic" is in mg (e.g. furosemide); amounts only compare within one drug.
 - "dialysis" is an event whose amount is the ultrafiltration volume in mL; a session logged with 0 mL
-  (or without an amount) still counts as a session.
+  (or without an amount) still counts as a session. A session's details (weights, ultrafiltration,
+  dialysate sodium, blood pressure) are logged with the session itself (`dashboards.dialysis`).
+- "phosphate_binder" (sevelamer, calcium acetate, lanthanum, ...) is an event counted in doses, like
+  medication: taken with meals, it is a factor nephrologists adjust.
 - A name that is not in the catalogue becomes a custom factor whose canonical unit is the unit given
   with it ("count" without one). Custom factors live in a `Catalogue`, which can list them for storage.
   A name close to a known one ("magnesum") is refused with "did you mean magnesium?" unless it is
@@ -495,6 +498,16 @@ BUILTIN_FACTORS: tuple[Factor, ...] = (
         default_amount=1.0,
         unit_hint="to track a drug by mg, log it under its own name, e.g. 'gabapentin'",
         description="Taken or not taken. Track a specific drug by dose under its own name.",
+    ),
+    _factor(
+        "phosphate_binder", "Phosphate binder", "dose",
+        kind=EVENT,
+        aliases=("binder", "binders", "phosphate binders", "sevelamer", "calcium acetate",
+                 "lanthanum", "sucroferric oxyhydroxide"),
+        quick_adds=(("with a meal (1 dose)", 1),),
+        max_amount=20.0,
+        default_amount=1.0,
+        description="Taken with meals to lower phosphate: taken or not taken, counted in doses.",
     ),
     _factor(
         "dialysis", "Dialysis session", "mL",

@@ -35,6 +35,7 @@ from dashboards.validation import (
 )
 from dsp.config import DetectorConfig
 from messaging.outage import OutageLog
+from messaging.sessions import NIGHT, check_session_id, check_session_kind
 from messaging.topics import (
     ENVELOPE_SCHEMA,
     EVENT_SCHEMA,
@@ -117,6 +118,25 @@ def _schema(payload: dict[str, Any], expected: str) -> None:
 def _same_device(payload: dict[str, Any], device: str) -> None:
     if _text(payload, "device") != device:
         raise Refused(f"device {payload['device']!r} does not match the topic's {device!r}")
+    _session(payload)
+
+
+def _session(payload: dict[str, Any]) -> None:
+    """The session a device message belongs to (optional: older devices record nights only):
+    `session_kind`, and `session_id`, which a named session must have."""
+    kind = payload.get("session_kind")
+    session_id = payload.get("session_id")
+    try:
+        if kind is not None:
+            check_session_kind(kind)
+        if session_id is not None:
+            check_session_id(session_id)
+    except ValueError as error:
+        raise Refused(str(error)) from None
+    if kind not in (None, NIGHT) and session_id is None:
+        raise Refused(f"a {kind} session's message has no session_id")
+    if kind in (None, NIGHT) and session_id is not None:
+        raise Refused("a night's message has a session_id: only named sessions have one")
 
 
 def max_event_s(payload: dict[str, Any]) -> float:
@@ -191,9 +211,13 @@ def validate_state(payload: dict[str, Any], device: str, received: datetime) -> 
     elapsed_s = (received - session_start).total_seconds() + 86_400.0
     recorded_s = _number(payload, "recorded_s", low=0.0, high=min(MAX_SESSION_S, elapsed_s))
     assert recorded_s is not None
-    _number(payload, "cramps_tonight", low=0, high=1e6)
-    if not isinstance(payload["cramps_tonight"], int):
-        raise Refused("'cramps_tonight' must be a whole number")
+    for name in ("cramps_tonight", "cramps_session"):
+        optional = name == "cramps_session"
+        if _number(payload, name, low=0, high=1e6, optional=optional) is not None and (
+            not isinstance(payload[name], int)
+        ):
+            raise Refused(f"{name!r} must be a whole number")
+    _time(payload, "recording_start", received, optional=True)
     _plm_figures(payload, "plm_tonight")
     channels = _field(payload, "channels", dict)
     if not channels:
@@ -279,9 +303,12 @@ class Ingest:
         feed: LiveFeed | None = None,
         prefix: str = "crampwatch",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        person_topics: dict[str, Callable[[bytes, str], None]] | None = None,
     ) -> None:
         self.store, self.intake, self.feed, self.prefix = store, intake, feed, prefix
         self.clock = clock
+        # inbound topics of a person beside intake: a session's details, lab results
+        self.person_topics = dict(person_topics or {})
         self._lock = threading.Lock()
 
     def handle(self, topic: str, payload: bytes) -> bool:
@@ -314,6 +341,8 @@ class Ingest:
         device, leaf = match["device"], match["leaf"]
         if leaf == "intake":
             self.intake(payload, device)
+        elif leaf in self.person_topics:
+            self.person_topics[leaf](payload, device)
         elif leaf == "status":
             status = payload.decode("utf-8", "replace")
             if status not in ("online", "offline"):
@@ -372,12 +401,20 @@ class MqttIngest:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Send a message (QoS 1, never retained: a device's command); False while the broker
+        is not connected (the message is not kept)."""
+        if not self.connected.is_set():
+            return False
+        return self.client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_SUCCESS
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.link.failed(f"the broker refused the connection: {reason_code}")
             return
         prefix = self.ingest.prefix
-        topics = [(f"{prefix}/+/{leaf}", 1) for leaf in (*DEVICE_LEAVES, "intake")]
+        leaves = (*DEVICE_LEAVES, "intake", *self.ingest.person_topics)
+        topics = [(f"{prefix}/+/{leaf}", 1) for leaf in leaves]
         client.subscribe(topics)
         self.link.connected()
         log.info("ingest: subscribed to %s/+/...", prefix)

@@ -7,6 +7,9 @@ figures) and stored as JSON; a change of time zone, or a migration, recomputes a
 Per night the summary adds what the analysis alone does not know: the figures per channel
 (calf), the patient's word (rejected cramps leave every figure; missed cramps they reported at a
 marker press count as cramps) and what a device measured (PLMS and their index, fasciculations).
+Whatever happened inside a named session (dialysis, ...: `dashboards.named_sessions`) is that
+session's and counts for no night: its events, marker presses and the patient's word on them,
+and its recordings' signal and measures.
 
 Whatever the store holds, the summaries can be computed: only device times within the plausible
 window (`validation.plausible_window`) are read, and rows that cannot be read are skipped and
@@ -19,19 +22,26 @@ import json
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeVar
+
+import numpy as np
 
 from dashboards.analysis import (
+    NIGHT_KIND,
     CrampRecord,
     NightSummary,
     SessionRecord,
+    SessionSpan,
+    in_spans,
     night_of,
+    night_share,
     session_night,
     summarize_nights,
 )
 from dashboards.formatting import duration, hours_minutes, short_day
+from dashboards.named_sessions import cramp_markers, load_spans
 from dashboards.store import EVERYTHING, MEASURED_COUNTS, MEASURED_RATES, Store
 from dashboards.stored_rows import (
     aware_time,
@@ -43,6 +53,7 @@ from dashboards.stored_rows import (
 from dashboards.timebase import iso, night_window, zone_key
 from dashboards.validation import UnreadableRows, plausible_window
 
+T = TypeVar("T")
 TZ_KEY = "summary_tz"
 TIME_PATTERN = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*"  # a stored time's shape (GLOB)
 
@@ -70,6 +81,7 @@ class NightData:
     sessions: list[tuple[SessionRecord, dict[str, float]]]
     markers: list[tuple[str, datetime]]  # (target, time)
     verdicts: dict[str, str]  # target -> verdict
+    spans: list[SessionSpan] = field(default_factory=list)  # named sessions: no night's
 
 
 class NightSummaries:
@@ -249,8 +261,8 @@ class NightSummaries:
         sessions = list(read(
             "session",
             self.store.query(
-                "SELECT device, session_start, recorded_s, good_s, measures FROM session"
-                " WHERE session_start >= ? AND session_start < ?",
+                "SELECT device, session_start, recorded_s, good_s, measures, kind, session_id"
+                " FROM session WHERE session_start >= ? AND session_start < ?",
                 (start, end),
             ),
             lambda r: (session_record(r), self.measures(r)),
@@ -258,47 +270,53 @@ class NightSummaries:
         ))  # fmt: skip
         markers = [
             (marker_target(r["device"], r["at"]), aware_time(r["at"]))
-            for r in read(
+            for r in cramp_markers(list(read(
                 "marker",
                 self.store.query(
-                    "SELECT device, at FROM marker WHERE at >= ? AND at < ?", (start, end)
+                    "SELECT device, at, source FROM marker WHERE at >= ? AND at < ? ORDER BY at",
+                    (start, end),
                 ),
                 timed_row,
                 lambda r: f"{r['device']} {r['at']}",
-            )
-        ]
+            )))
+        ]  # fmt: skip
         verdicts = {t: row["verdict"] for t, row in self.store.labels(start, end).items()}
-        return NightData(events, sessions, markers, verdicts)
+        spans = load_spans(self.store, self.unreadable, start, end)
+        return NightData(events, sessions, markers, verdicts, spans)
 
 
 def summaries_of(
     data: NightData, tz: tzinfo, first: date, last: date, min_good_minutes: float = 240.0
 ) -> list[NightSummary]:
     """Nights `first`..`last` with the patient's word, per channel figures and measures."""
-    rejected = [
-        e for e in data.events if data.verdicts.get(event_target(e.event_id)) == "not_cramp"
-    ]
+    spans = data.spans
+    events, markers = data.events, data.markers
+    if spans:  # what happened in a named session is no night's
+        events = _outside(events, [e.start for e in events], spans)
+        markers = _outside(markers, [at for _, at in markers], spans)
+    rejected = [e for e in events if data.verdicts.get(event_target(e.event_id)) == "not_cramp"]
     rejected_ids = {e.event_id for e in rejected}
-    kept = [e for e in data.events if e.event_id not in rejected_ids]
+    kept = [e for e in events if e.event_id not in rejected_ids]
     sessions = [s for s, _ in data.sessions]
     base = summarize_nights(kept, sessions, tz, min_good_minutes=min_good_minutes,
-                            first=first, last=last)  # fmt: skip
-    channels = sorted({e.channel for e in kept} | {c for s in sessions for c in s.good_s})
+                            first=first, last=last, spans=spans)  # fmt: skip
+    channels = sorted({e.channel for e in kept} | {c for s in sessions for c in s.good_s
+                                                     if s.kind == NIGHT_KIND})  # fmt: skip
     per_channel = {
         channel: summarize_nights(
             [e for e in kept if e.channel == channel], [], tz, first=first, last=last
         )
         for channel in channels
     }
-    good = _good_minutes_by_channel(sessions, tz)
-    missed = [at for target, at in data.markers if data.verdicts.get(target) == "missed_cramp"]
+    good = _good_minutes_by_channel(sessions, tz, spans)
+    missed = [at for target, at in markers if data.verdicts.get(target) == "missed_cramp"]
     counts = {
         "rejected": _per_night((e.start for e in rejected if e.kind == "cramp"), tz),
         "confirmed": _per_night(
             (e.start for e in kept if data.verdicts.get(event_target(e.event_id)) == "cramp"), tz
         ),
         "reported": _per_night(missed, tz),
-        "markers": _per_night((at for _, at in data.markers), tz),
+        "markers": _per_night((at for _, at in markers), tz),
     }
     first_reported = _first_per_night(missed, tz)
     measures = _measures_by_night(data.sessions, tz)
@@ -338,6 +356,12 @@ def summaries_of(
     return out
 
 
+def _outside(items: list[T], moments: list[datetime], spans: Sequence[SessionSpan]) -> list[T]:
+    """The items whose moment lies in no named session."""
+    inside = in_spans(np.fromiter((m.timestamp() for m in moments), dtype=float), spans)
+    return [item for item, out in zip(items, ~inside, strict=True) if out]
+
+
 def _per_night(moments: Iterable[datetime], tz: tzinfo) -> Counter[date]:
     return Counter(n for n in (night_of(m, tz) for m in moments) if n is not None)
 
@@ -352,15 +376,17 @@ def _first_per_night(moments: Sequence[datetime], tz: tzinfo) -> dict[date, date
 
 
 def _good_minutes_by_channel(
-    sessions: Sequence[SessionRecord], tz: tzinfo
+    sessions: Sequence[SessionRecord], tz: tzinfo, spans: Sequence[SessionSpan] = ()
 ) -> dict[date, dict[str, float]]:
     good: dict[date, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for session in sessions:
         night = session_night(session, tz)
         if night is None:
             continue
+        share = night_share(session, spans) if spans else 1.0
         for channel, seconds in session.good_s.items():
-            good[night][channel] += min(seconds, session.recorded_s) / 60.0
+            minutes = min(seconds, session.recorded_s) / 60.0
+            good[night][channel] += minutes if share == 1.0 else minutes * share
     return good
 
 

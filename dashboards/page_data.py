@@ -13,8 +13,10 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from dashboards.analysis import Insights, NightSummary, paired_days_by_factor
+from dashboards.dialysis import NADIR_LOW, uf_progress
 from dashboards.formatting import channel_name, duration, short_day
 from dashboards.queries import Queries
+from dashboards.session_analysis import SessionInsights
 from dashboards.timebase import parse_time
 
 
@@ -71,6 +73,35 @@ def night_json(q: Queries, day: date) -> dict[str, Any]:
     out["previous"] = data["previous"].isoformat() if data["previous"] else None
     out["next"] = data["next"].isoformat() if data["next"] else None
     return out
+
+
+# -- a named session (dialysis, ...) ------------------------------------------------------------
+
+# The session page's two charts share the time axis: both plot areas start and end at the same
+# place (their value axes take the same width), so that a cramp lines up with its blood pressure.
+ALIGNED = {"axis_px": 84, "pad_right": 64}
+
+
+def session_chart(data: dict[str, Any], tz: tzinfo) -> dict[str, Any] | None:
+    """Blood pressure readings (systolic, diastolic) and the ultrafiltration removed so far, on
+    the timeline's clock-time axis; the constant-rate line when no volumes were noted."""
+    details, span = data["details"], data["session"].span
+    uf, measured = uf_progress(details, span.start, span.end)
+    readings = details.blood_pressure
+    if not readings and not uf:
+        return None
+    return {
+        "type": "session", **ALIGNED,
+        "from": _ms(data["window"]["from"]), "to": _ms(data["window"]["to"]),
+        "systolic": [[_ms(r.time), r.systolic] for r in readings],
+        "diastolic": [[_ms(r.time), r.diastolic] for r in readings],
+        "uf": [[_ms(t), v] for t, v in uf], "uf_measured": measured, "nadir_line": NADIR_LOW,
+    }  # fmt: skip
+
+
+def hours_chart(result: SessionInsights) -> dict[str, Any]:
+    """Cramps per session in each hour of treatment (complete sessions)."""
+    return {"type": "hours", "hours": [h.to_dict() for h in result.by_hour]}
 
 
 # -- many nights --------------------------------------------------------------------------------

@@ -16,14 +16,25 @@ from typing import Any
 import numpy as np
 
 from dashboards.analysis import (
+    NIGHT_KIND,
     Insights,
     NightSummary,
     daily_totals_of,
+    in_spans,
     insights,
     night_of,
+    span_times,
 )
 from dashboards.catalogue import Catalogue
+from dashboards.dialysis import latest_labs
 from dashboards.ingest import validate_envelope, validate_state
+from dashboards.named_sessions import (
+    HOLD_MARGIN,
+    NamedSession,
+    cramp_markers,
+    load_spans,
+    long_presses,
+)
 from dashboards.night_summaries import (
     NightSummaries,
     event_target,
@@ -31,6 +42,7 @@ from dashboards.night_summaries import (
     plausible_span,
     session_key,
 )
+from dashboards.session_queries import SessionQueries
 from dashboards.store import Store, StoredIntake
 from dashboards.stored_rows import (
     aware_time,
@@ -69,9 +81,13 @@ class Queries:
     min_nights: int = 10
     unreadable: UnreadableRows = field(default_factory=UnreadableRows)
     summaries: NightSummaries = field(init=False)
+    sessions: SessionQueries = field(init=False)
+    min_sessions: int = 10
 
     def __post_init__(self) -> None:
         self.summaries = NightSummaries(self.store, self.tz, self.min_good_minutes, self.unreadable)
+        self.sessions = SessionQueries(self.store, self.tz, self.unreadable, self.cached,
+                                       self.min_sessions)  # fmt: skip
         self._cache: dict[Any, Any] = {}
         self._cache_version: tuple[int, int] | None = None
         self._cache_lock = threading.Lock()
@@ -104,11 +120,18 @@ class Queries:
         bounds = self.summaries.stored_bounds()
         if bounds is not None:
             moment = bounds[1] if last else bounds[0]
-            if night_of(moment, self.tz) is None:
+            if night_of(moment, self.tz) is None and not self._in_named(moment):
                 found.append(moment.astimezone(self.tz).date())
         if not found:
             return None
         return max(found) if last else min(found)
+
+    def _in_named(self, moment: datetime) -> bool:
+        """Whether a moment lies in a named session (dialysis, ...): it is no night's."""
+        at = iso(moment)
+        spans = load_spans(self.store, self.unreadable, at,
+                           iso(moment + timedelta(milliseconds=1)))  # fmt: skip
+        return bool(in_spans(np.array([moment.timestamp()]), spans)[0])
 
     def neighbours(self, day: date) -> tuple[date | None, date | None]:
         """The nights with anything stored just before and just after `day`."""
@@ -177,8 +200,40 @@ class Queries:
 
     def night_page(self, night: date) -> dict[str, Any]:
         """Everything the night page shows: the summary, sessions, events per calf (without
-        their traces), signal problems, marker presses, the patient's word, the neighbours."""
+        their traces), signal problems, marker presses, the patient's word, the neighbours.
+        What happened in a named session (dialysis, ...) is on its own page: only a link here."""
         start, end = self._timeline_window(night)
+        spans = load_spans(self.store, self.unreadable, start, end)
+        events, verdicts = self._listed_events(start, end, spans)
+        for event in events:
+            event["in_night"] = night_of(parse_time(event["start"]), self.tz) == night
+        cramps = [e for e in events if e["kind"] == "cramp"]
+        markers = self._cramp_markers(start, end, spans, verdicts, cramps)
+        sessions = [s for s in self._sessions(start, end) if s["kind"] == NIGHT_KIND]
+        previous, following = self.neighbours(night)
+        return {
+            "night": night,
+            "summary": self.night(night),
+            "events": events,
+            "cramps": cramps,
+            "movements": [e for e in events if e["kind"] == "movement"],
+            "markers": markers,
+            "problems": self._problems(start, end),
+            "sessions": sessions,
+            "named_sessions": spans,
+            "channels": sorted(
+                {e["channel"] for e in events} | {c for s in sessions for c in s["good_s"]}
+            ),
+            "window": _axis(night, self.tz, sessions, events),
+            "previous": previous,
+            "next": following,
+        }
+
+    def _listed_events(
+        self, start: str, end: str, spans: list[Any], *, inside: bool = False
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Events (without traces) starting in [start, end) outside the named sessions `spans`
+        (with `inside`: in them), each with the patient's word; and every verdict there."""
         rows = self.store.query(
             "SELECT event_id, phase, device, channel, kind, start, end, duration_s, peak_uv"
             " FROM event WHERE start >= ? AND start < ? ORDER BY start, phase",
@@ -190,42 +245,36 @@ class Queries:
                 by_id[event["event_id"]] = event
         verdicts = {t: r["verdict"] for t, r in self.store.labels(start, end).items()}
         events = sorted(by_id.values(), key=lambda e: e["start"])
+        if spans:
+            held = in_spans(np.array([parse_time(e["start"]).timestamp() for e in events]), spans)
+            events = [e for e, k in zip(events, held.tolist(), strict=True) if k == inside]
         for event in events:
             event["verdict"] = verdicts.get(event_target(event["event_id"]))
-            event["in_night"] = night_of(parse_time(event["start"]), self.tz) == night
-        cramps = [e for e in events if e["kind"] == "cramp"]
+        return events, verdicts
+
+    def _cramp_markers(
+        self, start: str, end: str, spans: list[Any], verdicts: dict[str, str],
+        cramps: list[dict[str, Any]], *, inside: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Marker presses that may report a cramp, outside (or inside) the named sessions."""
         markers = []
-        for marker in self._markers(start, end):
+        for marker in cramp_markers(self._markers(start, end)):
+            moment = parse_time(marker["at"])
+            if spans and bool(in_spans(np.array([moment.timestamp()]), spans)[0]) != inside:
+                continue
             target = marker_target(marker["device"], marker["at"])
             marker["target"] = target
             marker["verdict"] = verdicts.get(target)
-            marker["cramp"] = _cramp_near(parse_time(marker["at"]), cramps)
+            marker["cramp"] = _cramp_near(moment, cramps)
             markers.append(marker)
-        sessions = self._sessions(start, end)
-        previous, following = self.neighbours(night)
-        return {
-            "night": night,
-            "summary": self.night(night),
-            "events": events,
-            "cramps": cramps,
-            "movements": [e for e in events if e["kind"] == "movement"],
-            "markers": markers,
-            "problems": self._problems(start, end),
-            "sessions": sessions,
-            "channels": sorted(
-                {e["channel"] for e in events} | {c for s in sessions for c in s["good_s"]}
-            ),
-            "window": _axis(night, self.tz, sessions, events),
-            "previous": previous,
-            "next": following,
-        }
+        return markers
 
     def _sessions(self, start: str, end: str) -> list[dict[str, Any]]:
         """Sessions started in [start, end): their good signal per channel and their measures
         parsed (rows that cannot be read skipped and counted)."""
         rows = self.store.query(
-            "SELECT device, session_start, recorded_s, good_s, measures FROM session"
-            " WHERE session_start >= ? AND session_start < ? ORDER BY session_start",
+            "SELECT device, session_start, recorded_s, good_s, measures, kind, session_id"
+            " FROM session WHERE session_start >= ? AND session_start < ? ORDER BY session_start",
             (start, end),
         )
 
@@ -233,9 +282,62 @@ class Queries:
             record = session_record(row)
             return {"device": record.device, "session_start": row["session_start"],
                     "recorded_s": record.recorded_s, "good_s": dict(record.good_s),
-                    "measures": self.summaries.measures(row)}  # fmt: skip
+                    "measures": self.summaries.measures(row), "kind": record.kind,
+                    "session_id": record.session_id}  # fmt: skip
 
         return list(self.unreadable.read("session", rows, read, session_key))
+
+    # -- one named session (dialysis, ...) ---------------------------------------------------
+
+    def session_page(self, session_id: str) -> dict[str, Any] | None:
+        """Everything a session's page shows: its summary, details and figures, the labs of
+        the month before, its events per calf, presses and signal problems, the timeline's
+        span, the sessions before and after; None when there is no such session."""
+        data = self.sessions.data()
+        i = data.index(session_id)
+        if i is None:
+            return None
+        named, summary, figures = data.named[i], data.summaries[i], data.figures[i]
+        span = named.span
+        start, end = iso(span.start), iso(span.end)
+        events, verdicts = self._listed_events(start, end, [])
+        for event in events:
+            event["in_night"] = True  # listed as counted (for this session)
+        cramps = [e for e in events if e["kind"] == "cramp"]
+        pressed = self._markers(start, iso(span.end + HOLD_MARGIN))  # with the ending hold
+        markers = [m for m in self._cramp_markers(start, iso(span.end + HOLD_MARGIN), [],
+                                                  verdicts, cramps) if m["at"] < end]  # fmt: skip
+        recordings = named.recordings
+        channels = sorted({e["channel"] for e in events}
+                          | {c for r in recordings for c in r["good_s"]})  # fmt: skip
+        margin = timedelta(minutes=15)
+        previous = data.named[i - 1].session_id if i > 0 else None
+        following = data.named[i + 1].session_id if i + 1 < len(data.named) else None
+        return {
+            "session": named, "summary": summary, "figures": figures,
+            "details": named.details, "notes": figures.notes(),
+            "labs": latest_labs(data.labs, span.origin),
+            "before": data.named[data.previous[i]] if data.previous[i] is not None else None,
+            "events": events, "cramps": cramps,
+            "movements": [e for e in events if e["kind"] == "movement"],
+            "markers": markers, "long_presses": long_presses(pressed),
+            "problems": self._problems(start, end), "recordings": recordings,
+            "channels": channels, "in_progress": self._recording_now(named),
+            "window": {"from": iso(span.start - margin), "to": iso(span.end + margin)},
+            "previous": previous, "next": following,
+        }  # fmt: skip
+
+    def _recording_now(self, named: NamedSession) -> bool:
+        """Whether a device's latest state says it is recording this session now."""
+        if named.open:
+            return True
+        for row in self.store.query(
+            "SELECT device, status, state FROM device WHERE device = ?", (named.device,)
+        ):
+            state = self._device_json(row, "state")
+            if state and row["status"] != "offline" and state.get("session_id") == named.session_id:
+                return True
+        return False
 
     # -- one event -------------------------------------------------------------------------
 
@@ -470,18 +572,28 @@ class Queries:
             (start, end),
         )
         verdicts = {t: r["verdict"] for t, r in self.store.labels(start, end).items()}
+        spans = load_spans(self.store, self.unreadable, start, end)
+        starts, ends = span_times(spans)
+
+        def in_night(at: str) -> date | None:  # a named session's cramps are no night's
+            moment = parse_time(at)
+            t = moment.timestamp()
+            if bool(((starts <= t) & (t < ends)).any()):
+                return None
+            return night_of(moment, self.tz)
+
         cramps = []
         for item in self.unreadable.read("event", rows, event_row, lambda r: r["event_id"]):
             item["verdict"] = verdicts.get(event_target(item["event_id"]))
-            item["night"] = night_of(parse_time(item["start"]), self.tz)
+            item["night"] = in_night(item["start"])
             if item["night"] is not None:
                 cramps.append(item)
-        for marker in self._markers(start, end):
+        for marker in cramp_markers(self._markers(start, end)):
             if verdicts.get(marker_target(marker["device"], marker["at"])) == "missed_cramp":
                 cramps.append({"event_id": None, "device": marker["device"], "channel": None,
                                "start": marker["at"], "end": None, "duration_s": None,
                                "peak_uv": None, "verdict": "missed_cramp",
-                               "night": night_of(parse_time(marker["at"]), self.tz)})  # fmt: skip
+                               "night": in_night(marker["at"])})  # fmt: skip
         return sorted((c for c in cramps if c["night"] is not None), key=lambda c: c["start"])
 
     def intake_summary(self, first: date, last: date) -> list[dict[str, Any]]:

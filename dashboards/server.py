@@ -10,6 +10,7 @@ from datetime import tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dashboards.dialysis_log import DialysisLog
 from dashboards.guard import HostPolicy
 from dashboards.ingest import Ingest, MqttIngest
 from dashboards.intake_log import IntakeLog, load_catalogue
@@ -60,6 +61,7 @@ class DashboardProcess:
     app: object
     queries: Queries
     mqtt: MqttIngest | None = None
+    sessions: DialysisLog | None = None
 
     def close(self) -> None:
         if self.mqtt is not None:
@@ -78,6 +80,7 @@ def build(
     min_nights: int = 10,
     listen: tuple[str, int] | None = None,
     allowed_hosts: Sequence[str] = (),
+    min_sessions: int | None = None,
 ) -> DashboardProcess:
     """The dashboard's parts. `listen` is where the server will listen (the hosts it answers to
     follow from it, plus `allowed_hosts`); without it, the loopback names on any port."""
@@ -86,14 +89,20 @@ def build(
     feed = LiveFeed()
     catalogue = load_catalogue(store)
     intake = IntakeLog(store, catalogue, tz, feed)
-    ingest = Ingest(store, intake.from_mqtt, feed)
-    queries = Queries(store, catalogue, tz, min_nights=min_nights)
+    sessions = DialysisLog(store, tz, feed)
+    ingest = Ingest(store, intake.from_mqtt, feed,
+                    person_topics={"session": sessions.from_mqtt, "lab": sessions.lab_from_mqtt})  # fmt: skip
+    queries = Queries(store, catalogue, tz, min_nights=min_nights,
+                      min_sessions=min_nights if min_sessions is None else min_sessions)  # fmt: skip
     mqtt = MqttIngest(ingest, broker[0], broker[1], client_id) if broker is not None else None
+    if mqtt is not None:
+        sessions.send = mqtt.publish
     app = create_app(Dashboard(queries, intake, feed, token=token, demo=demo, hosts=hosts,
-                               broker_link=mqtt.link.status if mqtt else None))  # fmt: skip
+                               broker_link=mqtt.link.status if mqtt else None,
+                               sessions=sessions))  # fmt: skip
     if mqtt is not None:
         mqtt.start()
-    return DashboardProcess(store, feed, intake, ingest, app, queries, mqtt)
+    return DashboardProcess(store, feed, intake, ingest, app, queries, mqtt, sessions)
 
 
 def serve(process: DashboardProcess, host: str, port: int) -> None:

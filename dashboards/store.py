@@ -1,5 +1,6 @@
 """The dashboard's SQLite store (WAL): events, sessions, device status, intake, refusals, the
-patient's word on events, and per-night summaries.
+patient's word on events, per-night summaries, named sessions (dialysis, ...) with their details,
+and lab results.
 
 Everything is keyed by its id (`event_id` + phase, `entry_id`, device + session start), so a
 message stored twice, or replayed, changes nothing. The schema is versioned (`PRAGMA
@@ -16,9 +17,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from messaging.sessions import NIGHT
 
 
 def _repair(db: sqlite3.Connection) -> None:
@@ -131,6 +134,38 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     CREATE INDEX event_kind_start ON event (kind, phase, start);
     INSERT INTO changed (at) VALUES ('*');
     """,
+    # 4: recordings of named sessions (dialysis, ...): a recording session's kind and id; the
+    # named sessions with their details and their span (kept up to date, for range queries);
+    # lab results
+    """
+    ALTER TABLE session ADD COLUMN kind TEXT NOT NULL DEFAULT 'night';
+    ALTER TABLE session ADD COLUMN session_id TEXT;
+    CREATE INDEX session_named ON session (session_id) WHERE session_id IS NOT NULL;
+    CREATE TABLE named_session (
+        session_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        device TEXT,
+        started TEXT,
+        ended TEXT,
+        details TEXT NOT NULL DEFAULT '{}',
+        source TEXT NOT NULL,
+        span_start TEXT,
+        span_end TEXT,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX named_session_span ON named_session (span_start, span_end);
+    CREATE TABLE lab_result (
+        entry_id TEXT PRIMARY KEY,
+        time TEXT NOT NULL,
+        analyte TEXT NOT NULL,
+        value REAL NOT NULL,
+        unit TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX lab_time ON lab_result (time);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 KEEP_REFUSALS = 1000
@@ -146,6 +181,15 @@ MEASURED_RATES = {"plm_per_hour": "plm_per_hour"}
 
 class StoreError(Exception):
     """The database cannot be opened or used."""
+
+
+def _time_or_none(text: Any) -> datetime | None:
+    from dashboards.timebase import parse_time
+
+    try:
+        return parse_time(text) if isinstance(text, str) and text else None
+    except ValueError:
+        return None
 
 
 def now_iso() -> str:
@@ -296,23 +340,37 @@ class Store:
             return cursor.rowcount == 1
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """The device's latest state, and its session's totals (never moved backwards)."""
+        """The device's latest state, and its session's totals (never moved backwards). A
+        named session's state (dialysis, ...) also records the named session and its span."""
         good = {c: v["good_s"] for c, v in state["channels"].items()}
         measures = session_measures(state)
+        kind = state.get("session_kind") or NIGHT
+        session_id = state.get("session_id") if kind != NIGHT else None
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO session (device, session_start, recorded_s, good_s, cramps, updated,"
-                " measures) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " measures, kind, session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (device, session_start) DO UPDATE SET recorded_s ="
                 " excluded.recorded_s, good_s = excluded.good_s, cramps = excluded.cramps,"
                 " updated = excluded.updated, measures = excluded.measures"
                 " WHERE excluded.recorded_s >= session.recorded_s",
                 (state["device"], state["session_start"], state["recorded_s"], json.dumps(good),
-                 state["cramps_tonight"], now_iso(),
-                 json.dumps(measures) if measures else None),
+                 state.get("cramps_session", state["cramps_tonight"]), now_iso(),
+                 json.dumps(measures) if measures else None, kind, session_id),
             )  # fmt: skip
             if cursor.rowcount == 1:
                 self._changed(db, state["session_start"])
+                if session_id is not None:
+                    db.execute(
+                        "INSERT OR IGNORE INTO named_session (session_id, kind, device, source,"
+                        " updated) VALUES (?, ?, ?, 'device', ?)",
+                        (session_id, kind, state["device"], now_iso()),
+                    )
+                    db.execute(
+                        "UPDATE named_session SET device = ? WHERE session_id = ? AND device IS NULL",
+                        (state["device"], session_id),
+                    )
+                    self.refresh_span(db, session_id)
             latest = db.execute(
                 "SELECT MAX(session_start) FROM session WHERE device = ?", (state["device"],)
             ).fetchone()[0]
@@ -465,6 +523,142 @@ class Store:
             "INSERT INTO counter (name, value) VALUES (?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             (name, by),
+        )
+
+    # -- named sessions (dialysis, ...) and lab results -------------------------------------
+
+    def put_named_session(
+        self, session_id: str, kind: str, *, source: str, started: str | None = None,
+        ended: str | None = None, details: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Create a named session, or set the times and details given (None: kept as they
+        are); its span follows. True when it was new."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO named_session (session_id, kind, source, updated)"
+                " VALUES (?, ?, ?, ?)",
+                (session_id, kind, source, now_iso()),
+            )
+            for column, value in (("started", started), ("ended", ended), ("details", details)):
+                if value is not None:
+                    db.execute(
+                        f"UPDATE named_session SET {column} = ?, updated = ? WHERE session_id = ?",
+                        (value, now_iso(), session_id),
+                    )
+            self.refresh_span(db, session_id)
+            return cursor.rowcount == 1
+
+    def delete_named_session(self, session_id: str) -> bool:
+        """Delete a named session nothing recorded (a recorded one stays: its recordings are
+        not a night's); False when there is none such."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM session WHERE session_id = ?", (session_id,)).fetchone():
+                return False
+            row = db.execute(
+                "SELECT span_start, span_end FROM named_session WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM named_session WHERE session_id = ?", (session_id,))
+            for at in row:
+                if at:
+                    self._changed(db, at)
+            return True
+
+    def refresh_span(self, db: sqlite3.Connection, session_id: str) -> None:
+        """Recompute a named session's span (inside the caller's transaction) and note the
+        times it changed, so that the nights it touches are summarised again."""
+        from dashboards.named_sessions import logged_times, span_bounds
+        from dashboards.timebase import iso, parse_time
+
+        row = db.execute(
+            "SELECT started, ended, details, span_start, span_end FROM named_session"
+            " WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            return
+        recordings = []
+        for start, recorded_s in db.execute(
+            "SELECT session_start, recorded_s FROM session WHERE session_id = ?", (session_id,)
+        ).fetchall():
+            try:
+                begin = parse_time(start)
+                recordings.append((begin, begin + timedelta(seconds=float(recorded_s))))
+            except (TypeError, ValueError, OverflowError):
+                continue  # an unreadable row adds nothing to the span
+        started, ended = (_time_or_none(t) for t in row[:2])
+        bounds = span_bounds(started, ended, logged_times(row[2]), recordings)
+        new = (iso(bounds[0]), iso(bounds[1])) if bounds else (None, None)
+        old = (row[3], row[4])
+        if new == old:
+            return
+        db.execute(
+            "UPDATE named_session SET span_start = ?, span_end = ? WHERE session_id = ?",
+            (*new, session_id),
+        )
+        for at in {*old, *new} - {None}:
+            self._changed(db, at)
+
+    def named_session_rows(
+        self, start: str | None = None, end: str | None = None, *, session_id: str | None = None
+    ) -> list[sqlite3.Row]:
+        """Named sessions whose span overlaps [start, end) (or the one `session_id`), by start."""
+        if session_id is not None:
+            return self.query(
+                "SELECT * FROM named_session WHERE session_id = ? AND span_start IS NOT NULL",
+                (session_id,),
+            )
+        return self.query(
+            "SELECT * FROM named_session WHERE span_start IS NOT NULL"
+            " AND (? IS NULL OR span_end > ?) AND (? IS NULL OR span_start < ?)"
+            " ORDER BY span_start",
+            (start, start, end, end),
+        )
+
+    def recordings_of(self, session_ids: Sequence[str]) -> list[sqlite3.Row]:
+        """The recording sessions made as these named sessions."""
+        rows: list[sqlite3.Row] = []
+        for first in range(0, len(session_ids), 500):
+            chunk = list(session_ids[first : first + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows += self.query(
+                "SELECT device, session_start, recorded_s, good_s, measures, kind, session_id"
+                f" FROM session WHERE session_id IN ({marks}) ORDER BY session_start",
+                chunk,
+            )
+        return rows
+
+    def put_lab(self, lab: dict[str, Any]) -> bool:
+        """Insert or replace a lab result by its id; True when it was new."""
+        with self.transaction() as db:
+            old = db.execute(
+                "SELECT time FROM lab_result WHERE entry_id = ?", (lab["entry_id"],)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO lab_result (entry_id, time, analyte, value, unit, note, source,"
+                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_id) DO UPDATE SET"
+                " time = excluded.time, analyte = excluded.analyte, value = excluded.value,"
+                " unit = excluded.unit, note = excluded.note, source = excluded.source,"
+                " updated = excluded.updated",
+                (lab["entry_id"], lab["time"], lab["analyte"], lab["value"], lab["unit"],
+                 lab.get("note") or "", lab.get("source") or "api", now_iso()),
+            )  # fmt: skip
+            return old is None
+
+    def delete_lab(self, entry_id: str) -> bool:
+        with self.transaction() as db:
+            return (
+                db.execute("DELETE FROM lab_result WHERE entry_id = ?", (entry_id,)).rowcount == 1
+            )
+
+    def labs(self, start: str | None = None, end: str | None = None) -> list[sqlite3.Row]:
+        """Lab results at `start` <= time < `end`, oldest first."""
+        return self.query(
+            "SELECT entry_id, time, analyte, value, unit, note, source FROM lab_result"
+            " WHERE (? IS NULL OR time >= ?) AND (? IS NULL OR time < ?) ORDER BY time",
+            (start, start, end, end),
         )
 
     # -- intake ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dashboards.validation import (
     check_envelope_trace,
     number,
 )
+from messaging.sessions import NIGHT, check_session_id, check_session_kind
 
 EVENT_NUMBERS = ("peak_uv", "mean_uv", "floor_uv", "area_uvs", "median_freq_hz", "end_s")
 
@@ -51,13 +52,21 @@ def cramp_record(row: Any) -> CrampRecord:
 
 
 def session_record(row: Any) -> SessionRecord:
-    """A session row (device, session_start, recorded_s, good_s)."""
+    """A session row (device, session_start, recorded_s, good_s; kind and session_id where the
+    query has them: a recording made as a named session is never a night's)."""
     good_s = json.loads(row["good_s"])
     if not isinstance(good_s, dict):
         raise ValueError("good_s is not an object")
     good = {str(c): number(v, f"good_s[{c!r}]", low=0.0) for c, v in good_s.items()}
     recorded_s = number(row["recorded_s"], "recorded_s", low=0.0, high=MAX_SESSION_S)
-    return SessionRecord(row["device"], aware_time(row["session_start"]), recorded_s, good)
+    keys = row.keys() if hasattr(row, "keys") else ()
+    kind = (row["kind"] if "kind" in keys else None) or NIGHT
+    session_id = row["session_id"] if "session_id" in keys else None
+    check_session_kind(kind)
+    if kind != NIGHT:
+        check_session_id(session_id)
+    return SessionRecord(row["device"], aware_time(row["session_start"]), recorded_s, good,
+                         kind, session_id if kind != NIGHT else None)  # fmt: skip
 
 
 def session_measures(text: str | None) -> dict[str, float]:

@@ -36,6 +36,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dashboards import page_data
 from dashboards.analysis import frequent_cramps_notice
 from dashboards.catalogue import IntakeError, UnknownFactorError
+from dashboards.dialysis import DetailsError
+from dashboards.dialysis_log import DialysisLog
 from dashboards.formatting import channel_name, day_name, duration, hours_minutes, local, short_day
 from dashboards.guard import CSRF_FIELD, GuardSettings, HostPolicy, RequestGuard
 from dashboards.intake_log import IntakeLog
@@ -97,12 +99,14 @@ class Dashboard:
     def __init__(self, queries: Queries, intake: IntakeLog, feed: LiveFeed, *,
                  token: str | None = None, demo: bool = False,
                  hosts: HostPolicy | None = None,
-                 broker_link: Callable[[], dict[str, Any]] | None = None) -> None:  # fmt: skip
+                 broker_link: Callable[[], dict[str, Any]] | None = None,
+                 sessions: DialysisLog | None = None) -> None:  # fmt: skip
         self.queries, self.intake, self.feed = queries, intake, feed
         self.token, self.demo = token, demo
         self.hosts = hosts or HostPolicy.for_listen()
         self.broker_link = broker_link  # the MQTT link's state for the device page
         self.guard: GuardSettings | None = None  # set by create_app
+        self.sessions = sessions or DialysisLog(queries.store, queries.tz, feed)
 
 
 @dataclass
@@ -137,6 +141,10 @@ def create_app(dashboard: Dashboard) -> FastAPI:
     _add_errors(app, templates)
     _add_api(app, dashboard)
     _add_pages(app, dashboard, templates)
+    from dashboards.session_pages import add_session_api, add_session_pages
+
+    add_session_api(app, dashboard)
+    add_session_pages(app, dashboard, templates)
     return app
 
 
@@ -223,6 +231,14 @@ def _add_errors(app: FastAPI, templates: Jinja2Templates) -> None:
     @app.exception_handler(LabelError)
     async def label_error(request: Request, error: LabelError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=400)
+
+    @app.exception_handler(DetailsError)
+    async def details_error(request: Request, error: DetailsError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": str(error)}, status_code=400)
+        problem = PageProblem(400, "That could not be saved", f"{error}.",
+                              "Go back, correct it and save again.")  # fmt: skip
+        return error_page(request, problem)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
@@ -512,6 +528,7 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
             timeline=page_data.timeline(data, q.tz) if data else None,
             sentence=summary_sentence(recent[-1] if recent else None, today),
             notice=frequent_cramps_notice(recent), status=_status(d), recent=recent,
+            open_sessions=q.sessions.open_sessions(),
             recent_chart=page_data.nights_chart(recent, None, None, q.tz),
         )  # fmt: skip
 
@@ -596,7 +613,7 @@ def _add_pages(app: FastAPI, d: Dashboard, templates: Jinja2Templates) -> None:
             chart=page_data.nights_chart(rows, None, None, q.tz),
             notice=frequent_cramps_notice(rows),
             weeks=page_data.weeks(rows) if len(rows) > REPORT_NIGHTS_LISTED else None,
-            range_note=range_note,
+            range_note=range_note, dialysis=q.sessions.report(start, end),
         )  # fmt: skip
 
     @app.get("/index.html", include_in_schema=False)

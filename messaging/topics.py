@@ -62,6 +62,11 @@ class Topics:
     def marker(self) -> str:
         return self._topic("marker")
 
+    @property
+    def command(self) -> str:
+        """Inbound: start and end named sessions (`messaging.sessions`)."""
+        return self._topic("command")
+
 
 __all__ = [
     "DEVICE_ID_PATTERN",

@@ -25,7 +25,8 @@ from dashboards.web import MAX_RANGE_DAYS, NIGHTS_PAGE_DAYS
 TZ = ZoneInfo("UTC")
 NOW = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 PAGES = ("/", "/nights", "/insights", "/report", "/status", "/intake", "/api/nights",
-         "/api/insights", "/api/status", "/api/events", "/api/intake")  # fmt: skip
+         "/api/insights", "/api/status", "/api/events", "/api/intake", "/sessions",
+         "/api/sessions", "/api/sessions/insights", "/api/labs")  # fmt: skip
 
 
 def event(event_id: str = "e1", **changes) -> dict:
@@ -200,8 +201,23 @@ def _poison_the_newer_tables(store: Store) -> None:
         db.execute("INSERT INTO marker VALUES ('bed', '2026-11-20Tgarbage', 'button')")
         db.execute("INSERT INTO label VALUES ('marker:bed@garbage', 'missed_cramp', 'garbage', ?)",
                    (good_time,))  # fmt: skip
-        db.execute("INSERT INTO session VALUES ('bed', '2026-11-20T22:00:00.000Z', 3600.0,"
+        db.execute("INSERT INTO session (device, session_start, recorded_s, good_s, cramps,"
+                   " updated, measures) VALUES ('bed', '2026-11-20T22:00:00.000Z', 3600.0,"
                    " '{\"left\": 3600.0}', 0, ?, '{oops')", (good_time,))  # fmt: skip
+        # named sessions and lab results no message or form could deliver
+        db.execute("INSERT INTO session (device, session_start, recorded_s, good_s, cramps,"
+                   " updated, kind, session_id) VALUES ('bed', '2026-11-21T06:30:00.000Z', 900.0,"
+                   " '{}', 0, ?, 'Dialysis!', 'x')", (good_time,))  # fmt: skip
+        for session_id, details, span in (
+            ("bad-details", '{"pre_weight_kg": "heavy"}', "2026-11-21T07:00:00.000Z"),
+            ("bad-json", "{oops", "2026-11-21T08:00:00.000Z"),
+            ("bad-span", "{}", "not a time"),
+        ):
+            db.execute("INSERT INTO named_session (session_id, kind, details, source, span_start,"
+                       " span_end, updated) VALUES (?, 'dialysis', ?, 'api', ?, ?, ?)",
+                       (session_id, details, span, span, good_time))  # fmt: skip
+        db.execute("INSERT INTO lab_result VALUES ('bad-lab', ?, 'calcium', 40.0, 'mmol/L', '',"
+                   " 'api', ?)", (good_time, good_time))  # fmt: skip
 
 
 READS = ("/events/good", "/events/strings", "/events/notjson", "/nights/2026-11-20",
@@ -232,7 +248,7 @@ def test_every_page_answers_whatever_the_store_holds(dashboard, client: TestClie
     assert "skipped as unreadable" in client.get("/status").text
     skipped = dashboard.queries.unreadable.counts()
     for table in ("event", "session", "intake", "quality", "marker", "label", "session measures",
-                  "device state"):  # fmt: skip
+                  "device state", "named session", "session details", "lab result"):  # fmt: skip
         assert skipped.get(table), (table, skipped)
 
 

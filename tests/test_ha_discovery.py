@@ -116,7 +116,7 @@ def test_every_key_is_one_home_assistant_accepts_with_valid_values() -> None:
 def test_unique_ids_availability_device_and_qos_follow_the_device() -> None:
     items = configs()
     ids = [c["unique_id"] for c in items.values()]
-    assert len(set(ids)) == len(ids) == 6 * len(CHANNELS) + 4
+    assert len(set(ids)) == len(ids) == 6 * len(CHANNELS) + 5
     for config in items.values():
         assert config["unique_id"].startswith("crampwatch_bedroom_")
         assert config["availability_topic"] == "crampwatch/bedroom/status"
@@ -145,6 +145,7 @@ def test_the_entities_a_home_assistant_user_gets() -> None:
         "left_calf_signal_problem": "Left calf signal",
         "left_calf_good_signal": "Left calf good signal",
         "cramps_tonight": "Cramps tonight",
+        "session": "Session",
         "cramp_event": "Cramp event",
         "storage_problem": "Storage",
         "recording_free": "Recording disk free",
@@ -209,6 +210,14 @@ def test_templates_render_what_the_entities_expect() -> None:
     assert float(value("right_calf_good_signal")) == 1.0
     assert value("cramps_tonight") == "1"
     assert attributes("cramps_tonight")["night"] == "2026-11-21"
+    assert value("session") == "night" and attributes("session")["session_id"] is None
+    dialysis = {**payload, "session_kind": "dialysis", "session_id": "d-1", "cramps_session": 2}
+    assert render(items["session"]["value_template"], dialysis).strip() == "dialysis"
+    assert (
+        json.loads(render(items["session"]["json_attributes_template"], dialysis))["cramps_session"]
+        == 2
+    )
+    assert render(items["session"]["value_template"], {}).strip() == "night"  # an older device
     assert value("storage_problem") == "ON" and attributes("storage_problem") == storage
     assert float(value("recording_free")) == 812.5
     payload["storage"]["outbox"]["storage"] = "disk"
@@ -250,7 +259,7 @@ def test_through_a_real_broker_every_entity_reads_the_devices_messages(
     assert main(argv) == 0
     assert collector.wait_for(lambda: collector.on("/status")[-1:] == [b"offline"], 20)
     found = {t: json.loads(p) for t, p, _ in collector.messages if t.endswith("/config")}
-    assert len(found) == 6 * 2 + 4
+    assert len(found) == 6 * 2 + 5
     retained = {t for t, _, r in collector.messages if t.endswith("/config") and not r}
     assert retained == set(found)  # published retained (a live subscriber sees retain=False)
     device = next(iter(found.values()))["device"]
@@ -266,6 +275,7 @@ def test_through_a_real_broker_every_entity_reads_the_devices_messages(
     )
     assert float(render(items["recording_free"]["value_template"], state)) > 0
     assert render(items["storage_problem"]["value_template"], state).strip() == "OFF"
+    assert render(items["session"]["value_template"], state).strip() == "night"
     events = collector.json_on("/event")
     start = datetime.fromisoformat(state["session_start"].replace("Z", "+00:00"))
     tonight = [

@@ -267,6 +267,7 @@ def test_builtin_factors_have_the_designed_units_and_kinds() -> None:
         "exercise": ("min", "amount"),
         "diuretic": ("mg", "amount"),
         "medication": ("dose", "event"),
+        "phosphate_binder": ("dose", "event"),
         "dialysis": ("mL", "event"),
     }
     for factor in BUILTIN_FACTORS:

@@ -8,7 +8,7 @@
   const COLOURS = {
     cramp: "#c0392b", crampSoft: "#e8a39b", movement: "#e6a23c", problem: "rgba(152,162,179,0.55)",
     marker: "#2e6fd8", calm: "#2e7d32", nodata: "#b0b6c0", rejected: "#8d6e63", line: "#1d2430",
-    overlay: "#e67e22", grid: "#e4e7ec",
+    overlay: "#e67e22", grid: "#e4e7ec", systolic: "#7b3fa0", diastolic: "#b48ad0", uf: "#1f8a8a",
   };
   const format = (options) => {
     try { return new Intl.DateTimeFormat("en-GB", { ...options, timeZone: ZONE }); }
@@ -77,8 +77,9 @@
             title: { display: true, text: "clock time", font: { size: 12 } },
             grid: { color: COLOURS.grid },
           },
-          y: { ticks: { font: { size: 13, weight: "600" } }, grid: { display: false } },
+          y: { ticks: { font: { size: 13, weight: "600" } }, grid: { display: false }, afterFit: fixedWidth(data.axis_px) },
         },
+        layout: { padding: { right: data.pad_right || 0 } },
         plugins: {
           legend: { display: false },
           tooltip: {
@@ -96,6 +97,76 @@
           if (!elements.length) return;
           const raw = chart.data.datasets[elements[0].datasetIndex].data[elements[0].index];
           if (raw.bar && raw.bar.href) location.href = raw.bar.href;
+        },
+      },
+    };
+  }
+
+  // A value axis of a fixed width, so that charts stacked on one time axis line up.
+  function fixedWidth(px) {
+    return px ? (axis) => { axis.width = px; } : undefined;
+  }
+
+  // A named session (dialysis): blood pressure readings and the ultrafiltration removed so far,
+  // on the same clock-time axis as the session's timeline above it.
+  function session(data) {
+    const span = (data.to - data.from) / 3600e3;
+    const step = Math.max(1, Math.ceil(span / (narrow() ? 5 : 10)));
+    const points = (pairs) => pairs.map(([x, y]) => ({ x, y }));
+    const datasets = [
+      { type: "line", label: "systolic (mmHg)", data: points(data.systolic), borderColor: COLOURS.systolic, backgroundColor: COLOURS.systolic,
+        pointRadius: 4, borderWidth: 2, yAxisID: "y" },
+      { type: "line", label: "diastolic (mmHg)", data: points(data.diastolic), borderColor: COLOURS.diastolic, backgroundColor: COLOURS.diastolic,
+        pointRadius: 3, borderWidth: 1.5, yAxisID: "y" },
+    ];
+    if (data.uf.length) {
+      datasets.push({ type: "line", label: data.uf_measured ? "ultrafiltration so far (mL)" : "ultrafiltration at a constant rate (mL)",
+        data: points(data.uf), borderColor: COLOURS.uf, backgroundColor: COLOURS.uf, borderDash: data.uf_measured ? [] : [6, 4],
+        pointRadius: data.uf_measured ? 3 : 0, borderWidth: 2, yAxisID: "y2" });
+    }
+    if (data.systolic.length) {
+      datasets.push({ type: "line", label: `${data.nadir_line} mmHg`, data: [{ x: data.from, y: data.nadir_line }, { x: data.to, y: data.nadir_line }],
+        borderColor: COLOURS.cramp, borderWidth: 1, borderDash: [2, 3], pointRadius: 0, yAxisID: "y" });
+    }
+    return {
+      type: "line",
+      data: { datasets },
+      options: {
+        parsing: true,
+        scales: {
+          x: {
+            type: "linear", min: data.from, max: data.to, bounds: "data",
+            afterBuildTicks: (axis) => { axis.ticks = hourTicks(data.from, data.to, step); },
+            ticks: { callback: (value) => clock(value), autoSkip: false, maxRotation: 0, font: { size: 12 } },
+            grid: { color: COLOURS.grid },
+          },
+          y: { position: "left", suggestedMin: 60, suggestedMax: 160, title: { display: true, text: "mmHg" }, grid: { color: COLOURS.grid },
+            afterFit: fixedWidth(data.axis_px) },
+          y2: { position: "right", beginAtZero: true, display: data.uf.length > 0, title: { display: true, text: "mL" }, grid: { drawOnChartArea: false },
+            afterFit: fixedWidth(data.pad_right) },
+        },
+        layout: { padding: { right: data.uf.length ? 0 : (data.pad_right || 0) } },
+        plugins: {
+          legend: { display: true, labels: { boxHeight: 2, font: { size: 12 } } },
+          tooltip: { callbacks: { title: (items) => (items.length ? clock(items[0].raw.x) : ""),
+            label: (item) => `${item.dataset.label}: ${Math.round(item.raw.y)}` } },
+        },
+      },
+    };
+  }
+
+  // Cramps per session in each hour of treatment.
+  function hours(data) {
+    const h = data.hours;
+    return {
+      type: "bar",
+      data: { labels: h.map((x) => `hour ${x.hour}`), datasets: [{ label: "cramps per session", data: h.map((x) => x.per_session), backgroundColor: COLOURS.cramp }] },
+      options: {
+        scales: { y: { beginAtZero: true, suggestedMax: 0.5, title: { display: true, text: "cramps per session" }, grid: { color: COLOURS.grid } },
+          x: { grid: { display: false } } },
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: { label: (item) => `${h[item.dataIndex].cramps} cramps in ${h[item.dataIndex].sessions} sessions (${item.raw.toFixed(2)} per session)` } },
         },
       },
     };
@@ -203,7 +274,7 @@
     };
   }
 
-  const BUILDERS = { timeline, nights, envelope, scatter };
+  const BUILDERS = { timeline, nights, envelope, scatter, session, hours };
 
   function draw(canvas) {
     const source = document.getElementById(canvas.dataset.chart);

@@ -35,6 +35,7 @@ from hardware import log_coalescing
 from hardware.acquisition import AcquisitionError
 from hardware.recordings import RecordingError
 from messaging.broker import parse_broker
+from messaging.sessions import check_session_kind
 
 PROG = "crampwatch run"
 log = logging.getLogger("crampwatch")
@@ -69,6 +70,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     daemon.add_argument("--record-dir", dest="recording_dir", help="where nights are recorded")
     daemon.add_argument(
+        "--session",
+        metavar="KIND",
+        help="record a named session instead of a night, e.g. dialysis (default: night)",
+    )
+    daemon.add_argument(
         "--log-level", dest="log_level", choices=("debug", "info", "warning", "error")
     )
     live_sources.add_live_options(parser)
@@ -96,6 +102,10 @@ def settings(args: argparse.Namespace) -> argparse.Namespace:
         raise DaemonConfigError("source 'file' needs a recording: --play FILE or [source] file")
     if args.source == "file" and not Path(args.play).exists():
         raise DaemonConfigError(f"--play {args.play}: no such file")
+    try:
+        check_session_kind(args.session)
+    except ValueError as error:
+        raise DaemonConfigError(f"--session: {error}") from None
     if args.out:
         check_output_path(Path(args.out))
     return args

@@ -7,6 +7,15 @@ totals go out through the device's durable outbox and MQTT link, as on a real ni
 every day is published on the MQTT intake topic. Everything is labelled as demo data: how many
 cramps a night has is drawn from the made-up intake (more with alcohol, fewer with magnesium)
 so that the insights page has something to show, which real data need not.
+
+Three mornings a week (Monday, Wednesday, Friday, 07:30) over twice as many days as there are
+nights (so that the analysis across sessions has enough of them: 12 sessions for the default two
+weeks of nights) the device records a dialysis session of about four hours, as a device started
+with `--session dialysis` does; the session's details
+(weights, ultrafiltration, dialysate sodium, blood pressure every half hour, an early end) go out
+on the person's session topic and lab results once a month on the lab topic, phosphate binders
+with meals in the intake. A session's cramps are drawn from its made-up ultrafiltration rate
+(more when it is faster), again so that the analysis has something to show.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from dashboards.dialysis import DETAILS_SCHEMA, LAB_SCHEMA
+from dashboards.dialysis_log import logged_session_id
 from dsp.config import PipelineConfig, ScalingConfig
 from dsp.pipeline import Pipeline, PipelineOutput
 from firmware_host.demo.local_broker import Mosquitto
@@ -31,8 +42,10 @@ from firmware_host.device.daemon import Publisher
 from firmware_host.device.messages import to_json
 from firmware_host.device.mqtt_link import MqttLink
 from firmware_host.device.outbox import Outbox
+from firmware_host.device.session_control import SessionControl
 from hardware.synthetic_emg import SyntheticEMG, plan_night
 from messaging.broker import BrokerSettings
+from messaging.sessions import DIALYSIS, NIGHT
 from messaging.topics import Topics
 
 log = logging.getLogger("crampwatch.demo")
@@ -40,16 +53,22 @@ DEVICE = "demo-device"
 PERSON = "demo-person"
 FS = 1000.0
 NIGHT_HOURS = 7.5
+SESSION_HOURS = 4.0
+SESSION_DAYS = (0, 2, 4)  # Monday, Wednesday, Friday
 BLOCK = 65536
 
 
 @dataclass(frozen=True)
 class DemoNight:
+    """A recording to play: a night, or a dialysis session (`kind`, `session_id`)."""
+
     night: date
     seed: int
     cramps: int
     start: datetime  # session start, UTC
     hours: float = NIGHT_HOURS
+    kind: str = NIGHT
+    session_id: str | None = None
 
 
 def demo_days(
@@ -84,6 +103,70 @@ def demo_days(
     return plans[::-1], entries
 
 
+def demo_sessions(
+    days: int, tz: ZoneInfo, hours: float = SESSION_HOURS, seed: int = 2
+) -> tuple[list[DemoNight], list[dict], list[dict], list[dict]]:
+    """The dialysis sessions of the `days` before today (three a week, `hours` long at most),
+    their details, the monthly lab results and the phosphate binders taken with meals."""
+    rng = np.random.default_rng(seed)
+    today = datetime.now(tz).date()
+    sessions: list[DemoNight] = []
+    details: list[dict] = []
+    labs: list[dict] = []
+    binders: list[dict] = []
+    dry_weight = 70.0
+    post = dry_weight
+    for back in range(days, 0, -1):
+        day = today - timedelta(days=back)
+        midnight = datetime.combine(day, datetime.min.time(), tz)
+        for hour in (8.0, 12.5, 19.0):
+            binders.append(_entry(midnight + timedelta(hours=hour), "phosphate_binder", 1.0,
+                                  "dose", "demo: binder with a meal"))  # fmt: skip
+        if day.weekday() not in SESSION_DAYS:
+            continue
+        start = midnight + timedelta(hours=7.5)
+        gain = float(np.clip(rng.normal(2.6 if day.weekday() == 0 else 2.0, 0.8), 0.6, 4.5))
+        pre = round(post + gain, 1)
+        ended_early = bool(rng.random() < 0.15)
+        length = min(hours, SESSION_HOURS) * (0.875 if ended_early else 1.0)
+        post = round(dry_weight + float(rng.normal(0.0, 0.3)), 1)
+        uf_ml = round(max(0.0, pre - post) * 1000 + float(rng.normal(200, 80)), -1)
+        # the rate of a full session (a demo shortened with --hours keeps its figures)
+        rate = uf_ml / post / (SESSION_HOURS * (0.875 if ended_early else 1.0))
+        cramps = int(min(3, rng.poisson(max(0.05, 0.45 * (rate - 6.0)))))
+        session_id = logged_session_id(DIALYSIS, start)
+        sessions.append(DemoNight(day, 5000 + back, cramps, start.astimezone(UTC), length,
+                                  DIALYSIS, session_id))  # fmt: skip
+        dip = float(np.clip(6.0 * rate + rng.normal(0, 6), 0.0, 60.0))
+        readings = [
+            {"time": (start + timedelta(minutes=m)).isoformat(),
+             "systolic": round(146 - dip * m / (length * 60) + float(rng.normal(0, 4))),
+             "diastolic": round(82 - dip * m / (length * 60) / 2 + float(rng.normal(0, 3))),
+             "pulse": round(72 + dip * m / (length * 60) / 3),
+             "uf_removed_ml": round(uf_ml * m / (length * 60), -1)}
+            for m in range(0, int(length * 60) + 1, 30)
+        ]  # fmt: skip
+        details.append({
+            "schema": DETAILS_SCHEMA, "session_id": session_id, "session_kind": DIALYSIS,
+            "start": start.isoformat(), "end": (start + timedelta(hours=length)).isoformat(),
+            "pre_weight_kg": pre, "post_weight_kg": post, "uf_volume_ml": uf_ml,
+            "dialysate_sodium_mmol_l": float(rng.choice([136, 138, 140])),
+            "blood_pressure": readings, "ended_early": ended_early,
+            "ended_early_reason": "cramps" if ended_early and cramps else (
+                "low blood pressure" if ended_early else None),
+            "note": "demo: made-up session details",
+        })  # fmt: skip
+        if len(sessions) % 12 == 1:  # about once a month, before the session
+            taken = (start - timedelta(minutes=15)).isoformat()
+            for analyte, value in (("calcium", f"{rng.uniform(2.05, 2.4):.2f} mmol/L"),
+                                   ("phosphorus", f"{rng.uniform(4.2, 6.4):.1f} mg/dL"),
+                                   ("potassium", f"{rng.uniform(4.3, 5.8):.1f} mmol/L"),
+                                   ("magnesium", f"{rng.uniform(0.8, 1.1):.2f} mmol/L")):  # fmt: skip
+                labs.append({"schema": LAB_SCHEMA, "time": taken, "analyte": analyte,
+                             "value": value, "note": "demo: made-up lab result"})  # fmt: skip
+    return sessions, details, labs, binders
+
+
 def _hours_after(moment: datetime, hours: float) -> datetime:
     return moment + timedelta(hours=hours)
 
@@ -102,9 +185,11 @@ def _entry(moment: datetime, factor: str, amount: float, unit: str, note: str) -
 def run_night(night: DemoNight) -> tuple[DemoNight, list[PipelineOutput], float, tuple[str, ...]]:
     """Render one night and run it through the pipeline (in a worker process); the outputs come
     back without their envelope hops (live views only, not kept for past nights)."""
+    chair = night.kind != NIGHT  # sitting in the dialysis chair: no PLM series, no walks
     plan = plan_night(
         night.seed, duration_s=night.hours * 3600.0, fs=FS, n_cramps=night.cramps,
         channels=("left_calf", "right_calf"),
+        **({"n_plm_series": 0, "n_walks": 0, "electrode_off": False} if chair else {}),
     )  # fmt: skip
     config = PipelineConfig(
         fs=FS, channels=plan.channels, device=DEVICE,
@@ -132,15 +217,17 @@ class DemoDevice:
         )  # fmt: skip
         self.link.start()
 
-    def publish_intake(self, entries: list[dict]) -> None:
+    def publish_intake(self, entries: list[dict], leaf: str = "intake") -> None:
+        """Entries on the person's `leaf` topic: intake, session (details) or lab."""
         for entry in entries:
-            self.outbox.put(f"crampwatch/{PERSON}/intake", to_json(entry), kind="intake")
+            self.outbox.put(f"crampwatch/{PERSON}/{leaf}", to_json(entry), kind=leaf)
         self.link.kick()
 
     def publish_night(self, result: tuple[DemoNight, list[PipelineOutput], float, tuple]) -> None:
         night, outputs, duration_s, channels = result
         config = PipelineConfig(fs=FS, channels=channels, device=DEVICE)
-        publisher = Publisher(self.link, config, 0.02, night.start, 1.0)
+        session = SessionControl(night.kind, session_id=night.session_id)
+        publisher = Publisher(self.link, config, 0.02, night.start, 1.0, session=session)
         for output in outputs:
             at_s = max((getattr(r, "at_s", 0.0) for r in output.records), default=0.0)
             publisher.publish(output, at_s)
@@ -160,11 +247,12 @@ class DemoDevice:
 
 
 def play(device: DemoDevice, nights: list[DemoNight]) -> None:
-    """Nights newest first, as they are computed (a worker process per core, up to four)."""
+    """Recordings newest first, as they are computed (a worker process per core, up to four)."""
     with ProcessPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         for done, result in enumerate(pool.map(run_night, nights), start=1):
             device.publish_night(result)
-            log.info("demo: night of %s sent (%d of %d)", result[0].night, done, len(nights))
+            what = "night" if result[0].kind == NIGHT else f"{result[0].kind} session"
+            log.info("demo: %s of %s sent (%d of %d)", what, result[0].night, done, len(nights))
 
 
 @dataclass
@@ -210,13 +298,18 @@ class DemoStack:
             if ready is not None:
                 ready.set()
             nights, entries = demo_days(self.nights, self.tz, self.hours)
-            device.publish_intake(entries)
-            play(device, nights)
+            sessions, details, labs, binders = demo_sessions(2 * self.nights, self.tz, self.hours)
+            device.publish_intake(entries + binders)
+            device.publish_intake(labs, "lab")
+            recordings = sorted(nights + sessions, key=lambda r: r.start, reverse=True)
+            play(device, recordings)
+            device.publish_intake(details, "session")
             device.wait_until_sent()
             _wait_for_ingest(process.store)
             print(
-                f"crampwatch demo: {len(nights)} nights and {len(entries)} intake entries sent; "
-                "the dashboard keeps running (Ctrl-C stops it)",
+                f"crampwatch demo: {len(nights)} nights, {len(sessions)} dialysis sessions and "
+                f"{len(entries) + len(binders)} intake entries sent; the dashboard keeps running "
+                "(Ctrl-C stops it)",
                 flush=True,
             )
             if not exit_when_done:

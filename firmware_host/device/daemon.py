@@ -42,6 +42,7 @@ from firmware_host.device.mqtt_link import MqttLink
 from firmware_host.device.night_budget import MB, RecordingBudget
 from firmware_host.device.night_recorder import NightRecorder, night_directory
 from firmware_host.device.outbox import Outbox
+from firmware_host.device.session_control import SessionChange, SessionControl
 from firmware_host.device.wall_anchor import SystemTime, WallAnchor
 from firmware_host.event_output import EventWriter, atomic_text_output, event_line
 from firmware_host.run_summary import RunSummary
@@ -62,25 +63,31 @@ class Publisher:
         self, link: MqttLink, config: PipelineConfig, hop_s: float, started: datetime,
         envelope_interval_s: float, storage: Callable[[], dict[str, Any]] | None = None,
         storage_key: Callable[[], tuple[str, ...]] | None = None,
+        session: SessionControl | None = None,
     ) -> None:  # fmt: skip
         self.link, self.outbox, self.topics = link, link.outbox, link.topics
         self.started = started
-        self.states = ChannelStates(config.device, config.channels, started, storage=storage)
+        self.session = session or SessionControl()
+        self.states = ChannelStates(config.device, config.channels, started, storage=storage,
+                                    session=self.session.current)  # fmt: skip
         self.envelope = EnvelopeSummary(
-            config.device, config.channels, hop_s, started, envelope_interval_s
-        )
+            config.device, config.channels, hop_s, started, envelope_interval_s,
+            session=lambda: self.session.current,
+        )  # fmt: skip
         self._storage_key = storage_key or (lambda: ())
         self._storage_seen = self._storage_key()
         self._state_at_s = 0.0
         self._put_state(0.0)
 
     def publish(self, output: PipelineOutput, elapsed_s: float) -> None:
+        tag = self.states.session
         for record in output.records:
             if isinstance(record, Event):
-                self.outbox.put(self.topics.event, event_payload(record), kind="event")
+                self.outbox.put(self.topics.event, event_payload(record, tag), kind="event")
             elif isinstance(record, QualityChange):
                 self.states.quality(record.channel, record.problems)
-                payload = quality_payload(record, self.topics.device, self.states.session_start)
+                payload = quality_payload(record, self.topics.device, self.states.recording_start,
+                                          tag)  # fmt: skip
                 self.outbox.put(self.topics.quality, payload, kind="quality")
             elif isinstance(record, StateChange):
                 self.states.change(record.channel, record.state, record.at_s)
@@ -104,15 +111,23 @@ class Publisher:
 
     def marker(self, marker: dict[str, Any]) -> None:
         payload = marker_payload(
-            self.topics.device, str(marker["wall"]), float(marker["at_s"]), str(marker["source"])
-        )
+            self.topics.device, str(marker["wall"]), float(marker["at_s"]), str(marker["source"]),
+            self.states.session,
+        )  # fmt: skip
         self.outbox.put(self.topics.marker, payload, kind="marker")
+        self.link.kick()
+
+    def change_session(self, change: SessionChange) -> None:
+        """The last state of the session that ends, then the first of the one that begins."""
+        self._put_state(change.at_s)
+        self.states.begin(change.at_s, change.after)
+        self._put_state(change.at_s)
         self.link.kick()
 
     def reanchor(self, session_start: datetime, elapsed_s: float) -> None:
         """The wall clock stepped: later messages carry times from the corrected start, and the
         retained state is sent again with them."""
-        self.states.session_start = session_start
+        self.states.reanchor(session_start)
         self.envelope.session_start = session_start
         self._put_state(elapsed_s)
         self.link.kick()
@@ -124,9 +139,11 @@ class Publisher:
 
     def _put_state(self, elapsed_s: float) -> None:
         self._state_at_s = elapsed_s
+        # the newest state of each session the recording is cut into (night, dialysis, ...)
+        key = f"state {self.started.isoformat()} {self.states.sessions}"
         self.outbox.put(
             self.topics.state, self.states.payload(elapsed_s), kind="state", retain=True,
-            coalesce_key=f"state {self.started.isoformat()}",  # one session's newest state
+            coalesce_key=key,
         )  # fmt: skip
 
 
@@ -163,7 +180,8 @@ class Daemon:
                 config.fs,
                 " (measured)" if live.front_end is not None else "",
             )
-            outputs = self._open_outputs(stack, live, config, pipeline, self.anchor)
+            session = SessionControl(args.session, hold_kind=args.hold_session, started=started)
+            outputs = self._open_outputs(stack, live, config, pipeline, self.anchor, session)
             for array in arrays:
                 outputs.handle(pipeline.process(array), array, pipeline.duration_s)
                 outputs.look_at_the_clock(pipeline.duration_s)
@@ -179,14 +197,16 @@ class Daemon:
 
     def _open_outputs(
         self, stack: ExitStack, live: live_sources.Live, config: PipelineConfig,
-        pipeline: Pipeline, anchor: WallAnchor,
+        pipeline: Pipeline, anchor: WallAnchor, session: SessionControl,
     ) -> Outputs:  # fmt: skip
         args = self.args
         assert self.summary is not None
         started = anchor.start
-        outputs = Outputs(config, anchor, self.summary)
+        outputs = Outputs(config, anchor, self.summary, session=session)
+        if session.initial.named:
+            log.info("recording %s (started with --session)", session.initial.describe())
         if live.pin_factory is not None or args.source in ("ads1115", "mcp3008"):
-            outputs.panel = stack.enter_context(DevicePanel(live, config.channels))
+            outputs.panel = stack.enter_context(DevicePanel(live, config.channels, session))
         if args.out:
             stream = stack.enter_context(atomic_text_output(Path(args.out)))
             outputs.writer = EventWriter(stream, args.fmt)
@@ -264,6 +284,7 @@ class Daemon:
             discovery_birth_topic=birth_topic(args.discovery_prefix) if args.discovery else None,
             envelope_expiry_s=args.envelope_expiry_s,
             discovery_interval_s=args.discovery_interval_s,
+            on_command=outputs.session.on_command,
         )
         link.start()
         stack.callback(link.stop)
@@ -271,6 +292,7 @@ class Daemon:
         return Publisher(
             link, config, hop_s, started, args.envelope_interval_s,
             storage=outputs.storage_status, storage_key=outputs.storage_key,
+            session=outputs.session,
         )  # fmt: skip
 
 
@@ -303,6 +325,7 @@ class Outputs:
     recording_on: bool = False
     recording_error: str | None = None
     lost: set[str] = field(default_factory=set)
+    session: SessionControl = field(default_factory=SessionControl)
 
     def storage_key(self) -> tuple[str, ...]:
         """Cheap: where the outbox keeps messages and whether the recording runs."""
@@ -343,6 +366,9 @@ class Outputs:
         if self.panel is not None:
             for marker in self.panel.update(output, elapsed_s):
                 self._marker(marker)
+        for change in self.session.take(elapsed_s):  # commands, a held button
+            if self.publisher is not None:
+                self.publisher.change_session(change)
 
     def look_at_the_clock(self, elapsed_s: float) -> None:
         """Correct the wall-time anchor if the system clock stepped; send due log summaries."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from messaging.broker import parse_broker
+from messaging.sessions import check_session_kind
 from messaging.topics import check_device_id
 
 STATE_DIR = "~/.local/state/crampwatch"
@@ -96,6 +97,14 @@ def _device(value: str) -> str:
     return value
 
 
+def _session_kind(value: str) -> str:
+    return check_session_kind(value)
+
+
+def _named_session_kind(value: str) -> str:
+    return check_session_kind(value, named=True)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("device", "id", "device", str, "crampwatch", "device id in topics and events (letters, digits, - and _)", check=_device),
     Setting("device", "channels", "channel_names", list, ["left_calf", "right_calf"], "channel names, in the order of the converter inputs", check=_names),
@@ -152,6 +161,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("recording", "max_mb", "recording_max_mb", (int, float), 5000.0, "MB the recorded nights may take (0: no limit); the oldest nights are removed first", check=_non_negative),
     Setting("recording", "max_nights", "recording_max_nights", int, 0, "nights kept at most (0: no limit); the oldest are removed first", check=_non_negative),
     Setting("recording", "min_free_mb", "recording_min_free_mb", (int, float), 500.0, "MB always left free on the recording disk: old nights are removed, else the recording pauses", check=_non_negative),
+    Setting("session", "kind", "session", str, "night", "what the recording is: a night, or a named daytime session such as dialysis (its cramps never count for a night)", check=_session_kind),
+    Setting("session", "hold_starts", "hold_session", str, "dialysis", "the session a long press of the marker button starts (a long press during it ends it)", check=_named_session_kind),
     Setting("output", "events", "out", str, None, "also write events as JSON lines to this file", example="events.jsonl"),
     Setting("logging", "level", "log_level", str, "info", "how much to log", choices=("debug", "info", "warning", "error")),
 )  # fmt: skip

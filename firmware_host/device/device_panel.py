@@ -5,9 +5,11 @@ from __future__ import annotations
 from dsp.events import STATE_IDLE, iso_utc
 from dsp.pipeline import PipelineOutput
 from firmware_host.device import live_sources
+from firmware_host.device.session_control import SessionControl
 from hardware.closing import ClosedOnExit
 from hardware.pins import (
     MARKER_BUTTON_PIN,
+    SOURCE_HOLD,
     STATUS_LED_PIN,
     MarkerButton,
     StatusLed,
@@ -17,10 +19,15 @@ from hardware.pins import (
 
 class DevicePanel(ClosedOnExit):
     """The wearer's side of the device: the marker button (each press is written beside the
-    events, for research) and the status LED (ok, cramp, signal lost). On simulated converters
-    both sit on gpiozero mock pins, so tests can press the button."""
+    events, for research; holding it down starts or ends a named session such as dialysis) and
+    the status LED (ok, cramp, signal lost). On simulated converters both sit on gpiozero mock
+    pins, so tests can press the button."""
 
-    def __init__(self, live: live_sources.Live, channels: tuple[str, ...]) -> None:
+    def __init__(
+        self, live: live_sources.Live, channels: tuple[str, ...],
+        session: SessionControl | None = None,
+    ) -> None:  # fmt: skip
+        self.session = session
         self.clock = live.source.clock
         self.button = MarkerButton(
             MARKER_BUTTON_PIN, clock=self.clock, pin_factory=live.pin_factory
@@ -50,6 +57,11 @@ class DevicePanel(ClosedOnExit):
             for marker in self.button.take_markers()
         ]
         self.markers += fresh
+        if self.session is not None:
+            for marker in fresh:
+                if marker["source"] == SOURCE_HOLD:
+                    at_s = float(marker["at_s"])  # type: ignore[arg-type]
+                    self.session.hold(at_s - self.button.hold_time, at_s)
         return fresh
 
     def close(self) -> None:

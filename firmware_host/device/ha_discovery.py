@@ -204,6 +204,23 @@ def _device_entities(topics: Topics) -> list[tuple[str, str, dict[str, Any]]]:
             },
         ),
         (
+            "sensor",
+            "session",
+            {
+                "name": "Session",
+                "state_topic": topics.state,
+                "qos": 1,
+                "value_template": "{{ value_json.session_kind | default('night') }}",
+                "json_attributes_topic": topics.state,
+                "json_attributes_template": (
+                    "{{ {'session_id': value_json.session_id | default(None), "
+                    "'cramps_session': value_json.cramps_session | default(None), "
+                    "'session_start': value_json.session_start} | tojson }}"
+                ),
+                "icon": "mdi:seat-recline-extra",
+            },
+        ),
+        (
             "event",
             "cramp_event",
             {

@@ -12,6 +12,7 @@ import numpy as np
 from dsp.events import STATE_SIGNAL_LOST, Event, QualityChange, iso_utc
 from dsp.limb_movements import LimbMovementSummary, PlmFigures
 from dsp.twitches import FasciculationSummary, SpikeFigures
+from firmware_host.device.session_control import NIGHT_TAG, SessionTag
 from messaging.topics import (
     ENVELOPE_SCHEMA,
     MARKER_SCHEMA,
@@ -24,11 +25,13 @@ def to_json(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
 
 
-def event_payload(event: Event) -> bytes:
-    return to_json(event.to_dict())
+def event_payload(event: Event, session: SessionTag = NIGHT_TAG) -> bytes:
+    return to_json({**event.to_dict(), **session.fields()})
 
 
-def quality_payload(change: QualityChange, device: str, session_start: datetime) -> bytes:
+def quality_payload(
+    change: QualityChange, device: str, session_start: datetime, session: SessionTag = NIGHT_TAG
+) -> bytes:
     return to_json(
         {
             "schema": QUALITY_SCHEMA,
@@ -38,15 +41,19 @@ def quality_payload(change: QualityChange, device: str, session_start: datetime)
             "at_s": round(change.at_s, 3),
             "good": change.good,
             "problems": list(change.problems),
+            **session.fields(),
         }
     )
 
 
-def marker_payload(device: str, wall: str, at_s: float, source: str) -> bytes:
-    """A marker button press (the wearer woke with a cramp)."""
+def marker_payload(
+    device: str, wall: str, at_s: float, source: str, session: SessionTag = NIGHT_TAG
+) -> bytes:
+    """A marker button press (the wearer woke with a cramp; a hold starts or ends a session)."""
     return to_json(
-        {"schema": MARKER_SCHEMA, "device": device, "at": wall, "at_s": at_s, "source": source}
-    )
+        {"schema": MARKER_SCHEMA, "device": device, "at": wall, "at_s": at_s, "source": source,
+         **session.fields()}
+    )  # fmt: skip
 
 
 NIGHT_TURNS_AT_HOUR = (
@@ -64,11 +71,18 @@ def night_of(moment: datetime, tz: tzinfo | None = None) -> date:
 class ChannelStates:
     """The retained state message: per channel the state and since when, its signal problems,
     how much of the session had good signal and the mean EMG level since the last state message;
-    tonight's cramp count (cramps that started since 12:00 local time, whichever session they
-    were in; it starts again from 0 when the daemon restarts); the periodic limb movements so far
-    (WASM 2016 rules, per hour of good signal; sleep not known); per channel the fasciculations
-    so far (per hour of good signal); and, from `storage`, where the outbox keeps messages and how
-    the recording disk stands."""
+    tonight's cramp count (cramps that started since 12:00 local time outside named sessions; it
+    starts again from 0 when the daemon restarts); the periodic limb movements so far (WASM 2016
+    rules, per hour of good signal; sleep not known); per channel the fasciculations so far (per
+    hour of good signal); and, from `storage`, where the outbox keeps messages and how the
+    recording disk stands.
+
+    A recording is cut into sessions where a named session (dialysis, ...) starts or ends
+    (`begin`): each has its own `session_start`, recorded and good seconds, so that a named
+    session's signal is never counted for a night. A named session's state carries its kind and
+    id and `cramps_session`, and leaves out the PLM figures (a sleep measure); a night session
+    after another counts PLM from its own start. Every session counts its own fasciculations
+    (cramp-fasciculation syndrome is of interest during dialysis too)."""
 
     def __init__(
         self,
@@ -78,9 +92,17 @@ class ChannelStates:
         *,
         tz: tzinfo | None = None,
         storage: Callable[[], dict[str, Any]] | None = None,
+        session: SessionTag = NIGHT_TAG,
     ) -> None:
         self.device = device
-        self.session_start = session_start
+        self.recording_start = session_start
+        self.session_start = session_start  # of the current session (`begin` moves it)
+        self.origin_s = 0.0  # the current session's start, in seconds from the recording's
+        self.sessions = 0  # sessions begun after the first (the recording is cut at each)
+        self.session = session
+        self.session_cramps = 0
+        self._plm_base: LimbMovementSummary | None = None
+        self._spike_base: FasciculationSummary | None = None
         self.tz = tz
         self.storage = storage
         self.channels = channels
@@ -108,13 +130,34 @@ class ChannelStates:
         if summary is not None:
             self.fasciculations = summary
 
+    def begin(self, at_s: float, session: SessionTag) -> None:
+        """A new session from `at_s` seconds into the recording (take the previous one's last
+        `payload(at_s)` first): good signal, cramps and PLM counted again from there."""
+        self._roll_night(at_s)
+        self.sessions += 1
+        self.origin_s = at_s
+        self.session_start = self.recording_start + timedelta(seconds=at_s)
+        self.session = session
+        self.session_cramps = 0
+        self.lost_s = dict.fromkeys(self.channels, 0.0)
+        self._plm_base = self.plm
+        self._spike_base = self.fasciculations
+
+    def reanchor(self, recording_start: datetime) -> None:
+        """The wall clock stepped: the recording (and so this session) started at another time."""
+        self.recording_start = recording_start
+        self.session_start = recording_start + timedelta(seconds=self.origin_s)
+
     def change(self, channel: str, state: str, at_s: float) -> None:
         previous, since = self.states[channel]
         if state == "cramp" and previous != "cramp":
-            self._roll_night(at_s)
-            self.cramps += 1
+            if self.session.named:
+                self.session_cramps += 1
+            else:
+                self._roll_night(at_s)
+                self.cramps += 1
         if previous == STATE_SIGNAL_LOST and state != STATE_SIGNAL_LOST:
-            self.lost_s[channel] += at_s - since
+            self.lost_s[channel] += max(0.0, at_s - max(since, self.origin_s))
         self.states[channel] = (state, at_s)
 
     def quality(self, channel: str, problems: tuple[str, ...]) -> None:
@@ -128,38 +171,55 @@ class ChannelStates:
             self._level_count += finite.sum(axis=0)
 
     def payload(self, elapsed_s: float) -> bytes:
+        """The state at `elapsed_s` seconds into the recording."""
         self._roll_night(elapsed_s)
         levels = self._take_levels()
-        plm = self.plm
-        spikes = self.fasciculations
+        plm = self.plm if not self.session.named else None
+        base = self._plm_base
+        spikes, spike_base = self.fasciculations, self._spike_base
+        recorded_s = max(0.0, elapsed_s - self.origin_s)
         document: dict[str, Any] = {
             "schema": STATE_SCHEMA,
             "device": self.device,
             "session_start": iso_utc(self.session_start),
-            "recorded_s": round(elapsed_s, 3),
+            "recorded_s": round(recorded_s, 3),
             "night": self.night.isoformat(),
             "cramps_tonight": self.cramps,
-            **(_plm_fields(plm.combined, "plm_tonight") if plm is not None else {}),
+            **self.session.fields(),
+            "recording_start": iso_utc(self.recording_start),
+            **({"cramps_session": self.session_cramps} if self.session.named else {}),
+            **(
+                _plm_fields(plm.combined, "plm_tonight", base.combined if base else None)
+                if plm is not None else {}
+            ),
             "channels": {
                 channel: {
                     "state": state,
-                    "since": iso_utc(self.session_start + timedelta(seconds=at_s)),
-                    "since_s": round(at_s, 3),
-                    "good_s": round(max(0.0, elapsed_s - self._lost(channel, elapsed_s)), 3),
+                    "since": iso_utc(self.recording_start + timedelta(seconds=at_s)),
+                    "since_s": round(at_s - self.origin_s, 3),
+                    "good_s": round(max(0.0, recorded_s - self._lost(channel, elapsed_s)), 3),
                     "problems": list(self.problems[channel]),
                     "level_uv": levels[i],
-                    **(_plm_fields(plm.channels[channel], "plm") if plm is not None else {}),
-                    **(_spike_fields(spikes.channels[channel]) if spikes is not None else {}),
+                    **(
+                        _plm_fields(plm.channels[channel], "plm",
+                                    base.channels.get(channel) if base else None)
+                        if plm is not None else {}
+                    ),
+                    **(
+                        _spike_fields(spikes.channels[channel],
+                                      spike_base.channels.get(channel) if spike_base else None)
+                        if spikes is not None else {}
+                    ),
                 }
                 for i, (channel, (state, at_s)) in enumerate(self.states.items())
             },
-        }
+        }  # fmt: skip
         if self.storage is not None:
             document["storage"] = self.storage()
         return to_json(document)
 
     def _roll_night(self, at_s: float) -> None:
-        night = night_of(self.session_start + timedelta(seconds=at_s), self.tz)
+        night = night_of(self.recording_start + timedelta(seconds=at_s), self.tz)
         if night != self.night:
             self.night, self.cramps = night, 0
 
@@ -172,7 +232,7 @@ class ChannelStates:
 
     def _lost(self, channel: str, elapsed_s: float) -> float:
         state, since = self.states[channel]
-        open_s = elapsed_s - since if state == STATE_SIGNAL_LOST else 0.0
+        open_s = elapsed_s - max(since, self.origin_s) if state == STATE_SIGNAL_LOST else 0.0
         return self.lost_s[channel] + max(0.0, open_s)
 
 
@@ -181,8 +241,17 @@ def _plm_counts(summary: LimbMovementSummary) -> tuple[int, ...]:
     return tuple(f.plm for f in figures) + tuple(f.plm_series for f in figures)
 
 
-def _plm_fields(figures: PlmFigures, count_key: str) -> dict[str, Any]:
-    """PLM count, series and index (per hour of good signal) for the state message."""
+def _plm_fields(
+    figures: PlmFigures, count_key: str, base: PlmFigures | None = None
+) -> dict[str, Any]:
+    """PLM count, series and index (per hour of good signal) for the state message; with
+    `base` (the figures when the session began), those since then."""
+    if base is not None:
+        figures = PlmFigures(
+            plm=max(0, figures.plm - base.plm),
+            plm_series=max(0, figures.plm_series - base.plm_series),
+            scored_s=max(0.0, figures.scored_s - base.scored_s),
+        )
     index = figures.plm_per_hour
     return {
         count_key: figures.plm,
@@ -191,8 +260,14 @@ def _plm_fields(figures: PlmFigures, count_key: str) -> dict[str, Any]:
     }
 
 
-def _spike_fields(figures: SpikeFigures) -> dict[str, Any]:
-    """Fasciculations so far and their rate (per hour of good signal) for the state message."""
+def _spike_fields(figures: SpikeFigures, base: SpikeFigures | None = None) -> dict[str, Any]:
+    """Fasciculations and their rate (per hour of good signal) for the state message; with `base`
+    (the figures when the session began), those since then."""
+    if base is not None:
+        figures = SpikeFigures(
+            fasciculations=max(0, figures.fasciculations - base.fasciculations),
+            good_s=max(0.0, figures.good_s - base.good_s),
+        )
     index = figures.fasciculations_per_hour
     return {
         "fasciculations": figures.fasciculations,
@@ -210,9 +285,11 @@ class EnvelopeSummary:
         hop_s: float,
         session_start: datetime,
         interval_s: float = 1.0,
+        session: Callable[[], SessionTag] = lambda: NIGHT_TAG,
     ) -> None:
         self.device, self.channels, self.hop_s = device, channels, hop_s
         self.session_start = session_start
+        self.session = session
         self.hops_per_summary = max(1, round(interval_s / hop_s))
         self._pending: list[np.ndarray] = []
         self._pending_hops = 0
@@ -256,5 +333,6 @@ class EnvelopeSummary:
                 "at_s": round(end_s, 3),
                 "interval_s": round(len(hops) * self.hop_s, 3),
                 "channels": channels,
+                **self.session().fields(),
             }
         )

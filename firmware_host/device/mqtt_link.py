@@ -13,6 +13,10 @@ one re-send at its end. A flood of them costs a counter increment each, never me
 than `BIRTH_FLOOD` in one interval makes the link stop listening to the topic until the interval
 ends (the broker then stops sending them; the last request is still honoured). The sender
 thread also lets the outbox try a failed disk again (`Outbox.maintain`), off the detection loop.
+
+With `on_command`, the link subscribes to the device's command topic (start and end a named
+session) and hands every message on it to `on_command(payload, retained)`, which checks it
+(`firmware_host.device.session_control`); nothing it raises reaches paho's thread.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ class MqttLink:
         envelope_expiry_s: int = 10,
         max_in_flight: int = 20,
         discovery_interval_s: float = 30.0,
+        on_command: Callable[[bytes, bool], object] | None = None,
     ) -> None:
         self.settings, self.topics, self.outbox = settings, topics, outbox
+        self.on_command = on_command
         self.discovery = discovery
         self.discovery_birth_topic = discovery_birth_topic
         self.discovery_interval_s = discovery_interval_s
@@ -188,6 +194,8 @@ class MqttLink:
             self._discovery_next_at = time.monotonic() + self.discovery_interval_s
             if self.discovery_birth_topic and self._listen_again_at is None:
                 client.subscribe(self.discovery_birth_topic, qos=0)
+        if self.on_command is not None:
+            client.subscribe(self.topics.command, qos=1)
         with self._wake:
             self._in_flight.clear()
             self._early_acks.clear()
@@ -234,6 +242,12 @@ class MqttLink:
         self.published_ok += 1
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic == self.topics.command and self.on_command is not None:
+            try:
+                self.on_command(bytes(message.payload), bool(message.retain))
+            except Exception:  # a command must never stop the device
+                log.exception("a command on %s could not be handled", message.topic)
+            return
         if message.topic == self.discovery_birth_topic and message.payload == b"online":
             with self._wake:
                 self.discovery_requests += 1
