@@ -18,6 +18,7 @@ from dsp.config import PipelineConfig, ScalingConfig
 from dsp.pipeline import Pipeline
 from firmware_host.cli import main
 from firmware_host.device.messages import ChannelStates
+from firmware_host.device.session_control import SessionTag
 from firmware_host.run_summary import RunSummary
 from hardware.synthetic_emg import SyntheticEMG, scenario, with_events
 from hardware.synthetic_physiology import ecg_r_uv_for_envelope
@@ -209,6 +210,26 @@ def test_the_retained_state_carries_the_fasciculations() -> None:
     assert payload["channels"]["right_calf"]["fasciculations"] == 0
     states.set_fasciculations(None)  # an output without figures changes nothing
     assert json.loads(states.payload(240.0))["channels"]["left_calf"] == left
+
+
+def test_a_session_counts_its_own_fasciculations() -> None:
+    """A dialysis session begun mid-recording reports the twitches since it began."""
+    plan = fasciculation_plan()
+    pipeline = Pipeline(config_for(plan))
+    states = ChannelStates("bedroom", plan.channels, datetime(2026, 11, 21, 9, 0, tzinfo=UTC))
+    x = SyntheticEMG(plan, seed=4).render()
+    half = len(x) // 2
+    states.set_fasciculations(pipeline.process(x[:half]).fasciculations)
+    before = states.fasciculations.channels["left_calf"].fasciculations
+    good_before = states.fasciculations.channels["left_calf"].good_s
+    states.begin(half / FS, SessionTag("dialysis", "d-1"))
+    states.set_fasciculations(pipeline.process(x[half:]).fasciculations)
+    states.set_fasciculations(pipeline.finish().fasciculations)
+    total = states.fasciculations.channels["left_calf"].fasciculations
+    left = json.loads(states.payload(len(x) / FS))["channels"]["left_calf"]
+    assert 0 < before < total and left["fasciculations"] == total - before
+    good_s = states.fasciculations.channels["left_calf"].good_s - good_before
+    assert left["fasciculations_per_hour"] == pytest.approx((total - before) / (good_s / 3600))
 
 
 def test_a_state_without_fasciculation_figures_has_none_of_their_fields() -> None:
