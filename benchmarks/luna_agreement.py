@@ -76,7 +76,7 @@ def score_ours(
         changes += out.state_changes
     out = pipeline.finish()
     changes += out.state_changes
-    env = np.concatenate(envelopes)
+    env = np.concatenate([*envelopes, out.envelope])
     summary = out.limb_movements
     assert summary is not None
     moves = pipeline.limb_movements.movements()

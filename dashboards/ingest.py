@@ -235,6 +235,7 @@ def validate_state(payload: dict[str, Any], device: str, received: datetime) -> 
         _number(channel, "since_s", optional=True, low=-MAX_SESSION_S, high=MAX_SESSION_S)
         _number(channel, "good_s", low=0.0, high=recorded_s + 1.0)
         _plm_figures(channel, "plm")
+        _fasciculation_figures(channel)
     return payload
 
 
@@ -246,6 +247,15 @@ def _plm_figures(payload: dict[str, Any], count_key: str) -> None:
         ):
             raise Refused(f"{name!r} must be a whole number")
     _number(payload, "plm_per_hour", optional=True, low=0.0, high=1e4)
+
+
+def _fasciculation_figures(channel: dict[str, Any]) -> None:
+    """A channel's fasciculation count and rate in a state message (optional: older devices lack
+    them)."""
+    count = _number(channel, "fasciculations", optional=True, low=0, high=1e7)
+    if count is not None and not isinstance(channel["fasciculations"], int):
+        raise Refused("'fasciculations' must be a whole number")
+    _number(channel, "fasciculations_per_hour", optional=True, low=0.0, high=1e5)
 
 
 def validate_marker(payload: dict[str, Any], device: str, received: datetime) -> dict[str, Any]:

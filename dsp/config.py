@@ -279,6 +279,64 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class SpikeConfig:
+    """Brief isolated spikes (heartbeats leaking onto the channel, fasciculations) kept out of the
+    raw-mode envelope (dsp/spikes.py): found on the band-passed signal in power per segment."""
+
+    enabled: bool = True
+    segment_s: float = 0.01
+    """The shortest segment; longer at low sampling rates, so that a segment of band-limited
+    noise has `segment_dof` degrees of freedom (2 x bandwidth x length) and noise rarely spikes."""
+    segment_dof: float = 8.0
+    guard_s: float = 0.08
+    """A spike's peak segment is the highest within +-guard_s, and its blank stays within it."""
+    flank_s: float = 0.15
+    """Beyond the guard, this much signal on each side must be quiet (the spike stands alone)."""
+    prominence: float = 8.0
+    """The peak segment's power over each flank's level (the median of its blocks), at least."""
+    train_ratio: float = 4.0
+    """On one side at least, every block of the flank stays this far below the peak (a motor
+    unit firing in a weak contraction has like potentials on both sides)."""
+    max_width_s: float = 0.135
+    """A spike's core (within 15 dB of its peak) lasts at most this long: a QRS complex or a
+    motor-unit potential, not a jerk or a movement."""
+    extent_ratio: float = 2.0
+    """Around the peak, segments above this many times the flanks' power are blanked (+1 each side)."""
+    min_peak_uv: float = 1.0
+    """A spike's peak segment RMS, at least (nothing smaller can lift the envelope)."""
+    count_prominence: float = 12.0
+    """A spike that is not a heartbeat counts as a fasciculation from this prominence on (the
+    rest are blanked all the same: noise alone seldom stands this far out)."""
+
+    def segment_samples(self, fs: float, band_hz: tuple[float, float]) -> float:
+        """The segment length in samples (before rounding to the envelope's base segments)."""
+        bandwidth = max(band_hz[1] - band_hz[0], 1e-9)
+        return max(self.segment_s, self.segment_dof / (2.0 * bandwidth)) * fs
+
+    def validate(self) -> None:
+        _require(self.segment_s > 0, "spikes.segment_s must be > 0")
+        _require(
+            self.guard_s >= self.segment_s and self.flank_s >= self.segment_s,
+            "spikes.guard_s and spikes.flank_s must be at least spikes.segment_s",
+        )
+        _require(self.prominence > 1, "spikes.prominence must be > 1")
+        _require(self.train_ratio >= 1, "spikes.train_ratio must be >= 1")
+        _require(
+            self.max_width_s >= self.segment_s, "spikes.max_width_s must be at least segment_s"
+        )
+        _require(
+            1 <= self.extent_ratio < self.prominence,
+            "spikes.extent_ratio must be at least 1 and below spikes.prominence",
+        )
+        _require(self.min_peak_uv >= 0, "spikes.min_peak_uv must be >= 0")
+        _require(self.segment_dof > 0, "spikes.segment_dof must be > 0")
+        _require(
+            self.count_prominence >= self.prominence,
+            "spikes.count_prominence must be at least spikes.prominence",
+        )
+
+
+@dataclass(frozen=True)
 class ChannelCalibration:
     """What a calibration measured on one channel: the resting floor and, optionally, the envelope
     of a maximal voluntary contraction (MVC), both in uV."""
@@ -312,6 +370,7 @@ class PipelineConfig:
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    spikes: SpikeConfig = field(default_factory=SpikeConfig)
     calibration: tuple[tuple[str, ChannelCalibration], ...] = ()
 
     def __post_init__(self) -> None:
@@ -340,6 +399,7 @@ class PipelineConfig:
         self.envelope.validate(self.fs)
         self.quality.validate()
         self.detector.validate()
+        self.spikes.validate()
         for channel, calibration in self.calibration:
             _require(
                 channel in self.channels,
@@ -394,6 +454,7 @@ class PipelineConfig:
             "scaling": asdict(self.scaling),
             "quality": asdict(self.quality),
             "detector": asdict(self.detector),
+            "spikes": asdict(self.spikes) if self.mode == "raw" else None,
             "calibration": {c: asdict(cal) for c, cal in self.calibration},
         }
 

@@ -155,9 +155,14 @@ class StateChange:
     at_s: float
 
 
+QUALITY_NOTES = frozenset({"ecg"})
+"""Things about a channel's signal that the pipeline handles: reported, but the signal is good."""
+
+
 @dataclass(frozen=True, slots=True)
 class QualityChange:
-    """A channel's signal quality changed at `at_s`; `problems` is empty when the signal is good."""
+    """A channel's signal quality changed at `at_s`; `problems` is empty when the signal is good
+    (or holds only notes, such as ``ecg``: the heart's spikes are kept out of the envelope)."""
 
     channel: str
     at_s: float
@@ -165,4 +170,4 @@ class QualityChange:
 
     @property
     def good(self) -> bool:
-        return not self.problems
+        return QUALITY_NOTES.issuperset(self.problems)

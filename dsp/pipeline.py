@@ -1,7 +1,11 @@
 """The whole streaming chain, from input samples to events: one object, one configuration.
 
-raw mode:      scale -> band-pass + notch -> RMS envelope -> quality -> detector
-envelope mode: scale -> low-pass -> hop means             -> quality -> detector
+raw mode:      scale -> band-pass + notch -> RMS envelope without spikes -> quality -> detector
+envelope mode: scale -> low-pass -> hop means                            -> quality -> detector
+
+In raw mode the envelope leaves out brief isolated spikes (heartbeats, fasciculations:
+dsp/spikes.py); that stage holds the signal back about 0.3 s. Its spikes are sorted into heartbeats
+and fasciculations tick by tick (dsp/twitches.py), which also gives the quality note ``ecg``.
 
 Detection, quality and the noise floor work on ticks (whole hops, about a second); the pipeline keeps
 the samples of the tick in progress, so any block split gives exactly the same output.
@@ -25,6 +29,8 @@ from dsp.filters import StreamingSOSFilter, band_pass_notch_sos, envelope_lowpas
 from dsp.limb_movements import LimbMovementRules, LimbMovementScorer, LimbMovementSummary
 from dsp.quality import MIN_JUDGED_FRACTION, QualityAssessor, TickQuality
 from dsp.scaling import Scaler
+from dsp.spikes import Released, SpikeBlankedEnvelope
+from dsp.twitches import ECG_NOTE, FasciculationSummary, SpikeTrains
 
 
 @dataclass
@@ -43,6 +49,8 @@ class PipelineOutput:
     """Everything above in the order it happened (the same order whatever the block split)."""
     limb_movements: LimbMovementSummary | None = None
     """Leg movements and PLM series scored so far (dsp.limb_movements)."""
+    fasciculations: FasciculationSummary | None = None
+    """Fasciculations and heartbeats per channel so far (dsp.twitches)."""
 
 
 class Pipeline:
@@ -73,12 +81,25 @@ class Pipeline:
         else:
             self.window = self.hop
             self.filter = StreamingSOSFilter(envelope_lowpass_sos(config), n_ch, **gaps)
+        min_measured = math.ceil(quality.min_measured_fraction * self.window)
+        # with spike rejection on (raw mode), the spike stage makes the envelope instead
         self.envelope = HopWindowStatistic(
-            self.window,
-            self.hop,
-            n_ch,
-            rms=config.mode == "raw",
-            min_measured=math.ceil(quality.min_measured_fraction * self.window),
+            self.window, self.hop, n_ch, rms=config.mode == "raw", min_measured=min_measured
+        )
+        self.spikes = (
+            SpikeBlankedEnvelope(
+                fs,
+                n_ch,
+                config.spikes,
+                window=self.window,
+                hop=self.hop,
+                band_hz=config.filter.effective_band(fs),
+                n_carried=1,
+                align=self.tick_samples,
+                min_measured=min_measured,
+            )
+            if config.mode == "raw" and config.spikes.enabled
+            else None
         )
         self.quality = QualityAssessor(config, self.scaler.rails_uv, self.tick_samples)
         self.timebase = Timebase(fs, self.hop, self.window)
@@ -105,6 +126,7 @@ class Pipeline:
         self._ticks_done = 0
         self._problems: list[tuple[str, ...]] = [() for _ in config.channels]
         self.limb_movements = LimbMovementScorer(config, limb_movement_rules)
+        self.spike_trains = SpikeTrains(config.channels, fs, config.spikes.count_prominence)
         self.samples_in = 0
         self.finished = False
 
@@ -115,17 +137,56 @@ class Pipeline:
     def process(self, block: np.ndarray) -> PipelineOutput:
         """Run one block of input samples (NaN marks a missing sample) through the chain."""
         block = self._checked(block)
+        self.samples_in += len(block)
         scaled = self.scaler.process(block)
         filtered, measured = self.filter.process(scaled)
-        env = self.envelope.process(filtered, measured)
-        if self.config.mode == "envelope":
-            np.maximum(env, 0.0, out=env)  # NaN stays NaN
-        first_hop = self.envelope.hops_emitted - len(env)
-        self.samples_in += len(block)
+        if self.spikes is None:
+            env = self.envelope.process(filtered, measured)
+            if self.config.mode == "envelope":
+                np.maximum(env, 0.0, out=env)  # NaN stays NaN
+            first_hop = self.envelope.hops_emitted - len(env)
+            output = self._advance(scaled, filtered, measured, env, first_hop)
+        else:
+            released = self.spikes.process(filtered, scaled, measured=measured)
+            output = self._advance_released(released)
+        output.limb_movements = self.limb_movements.summary()
+        output.fasciculations = self.spike_trains.summary()
+        return output
+
+    def _advance_released(self, released: Released) -> PipelineOutput:
+        """Run what the spike stage let go of, piece by piece, as one output."""
+        self.spike_trains.add(released.spikes)
+        outputs = [
+            self._advance(
+                piece.carried[0], piece.filtered, piece.measured, piece.envelope, piece.first_hop
+            )
+            for piece in released.pieces
+        ]
+        if not outputs:
+            return PipelineOutput(self._hops_emitted(), np.empty((0, self.config.n_channels)))
+        return _joined(outputs)
+
+    def _hops_emitted(self) -> int:
+        return self.envelope.hops_emitted if self.spikes is None else self.spikes.hops_emitted
+
+    def _advance(
+        self,
+        scaled: np.ndarray,
+        filtered: np.ndarray,
+        measured: np.ndarray | None,
+        env: np.ndarray,
+        first_hop: int,
+    ) -> PipelineOutput:
+        """The chain after the envelope, for samples (and their envelope hops) in order."""
         output = PipelineOutput(first_hop=first_hop, envelope=env)
-        scaled, filtered, measured, hops = self._complete_pending_tick(
-            scaled, filtered, measured, env, output
-        )
+        if len(self._pending_scaled) and len(scaled) < 4 * self.tick_samples:
+            # a short piece (the spike stage's first): join it to the tick in progress, so that
+            # its whole ticks run in one go
+            scaled, filtered, measured, hops = self._take_pending(scaled, filtered, measured, env)
+        else:
+            scaled, filtered, measured, hops = self._complete_pending_tick(
+                scaled, filtered, measured, env, output
+            )
         n_ticks = len(scaled) // self.tick_samples
         if n_ticks:
             used, used_hops = n_ticks * self.tick_samples, n_ticks * self.hops_per_tick
@@ -145,16 +206,17 @@ class Pipeline:
             self._pending_scaled = np.concatenate([self._pending_scaled, scaled])
             self._pending_filtered = np.concatenate([self._pending_filtered, filtered])
             self._pending_env = np.concatenate([self._pending_env, hops])
-        output.limb_movements = self.limb_movements.summary()
         return output
 
     def finish(self) -> PipelineOutput:
         """End of input: judge the last partial tick and close open events."""
         output = PipelineOutput(
-            first_hop=self.envelope.hops_emitted, envelope=np.empty((0, self.config.n_channels))
+            first_hop=self._hops_emitted(), envelope=np.empty((0, self.config.n_channels))
         )
         if self.finished:
             return output
+        if self.spikes is not None:  # what the spike stage still holds
+            output = self._advance_released(self.spikes.flush())
         self.finished = True
         if len(self._pending_env):
             used = len(self._pending_env) * self.hop
@@ -166,13 +228,15 @@ class Pipeline:
                 output,
                 partial=True,
             )
-        next_hop = self.envelope.hops_emitted
+        next_hop = self._hops_emitted()
         for detector in self.detectors:
             detector.finish(next_hop)
         self._collect(output)
         self.limb_movements.note_events(output.events)
         self.limb_movements.finish()
         output.limb_movements = self.limb_movements.summary()
+        self.spike_trains.finish()
+        output.fasciculations = self.spike_trains.summary()
         return output
 
     # ---- internals ------------------------------------------------------------------------------
@@ -189,6 +253,27 @@ class Pipeline:
                 f"{list(self.config.channels)}, got shape {block.shape}"
             )
         return block
+
+    def _take_pending(
+        self,
+        scaled: np.ndarray,
+        filtered: np.ndarray,
+        measured: np.ndarray | None,
+        env: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """The samples of the tick in progress followed by these; nothing is pending after."""
+        pending = len(self._pending_scaled)
+        joined = (
+            np.concatenate([self._pending_scaled, scaled]),
+            np.concatenate([self._pending_filtered, filtered]),
+            _join_measured(self._pending_measured, pending, measured, len(scaled)),
+            np.concatenate([self._pending_env, env]),
+        )
+        self._pending_scaled = self._pending_scaled[:0]
+        self._pending_filtered = self._pending_filtered[:0]
+        self._pending_env = self._pending_env[:0]
+        self._pending_measured = None
+        return joined
 
     def _complete_pending_tick(
         self,
@@ -250,7 +335,9 @@ class Pipeline:
             )
         else:  # too short a tail to judge flatness or hum
             quality = TickQuality.good((1, n_ch))
-        any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap
+        first_sample = self._ticks_done * self.tick_samples
+        ecg = self.spike_trains.process(first_sample, t_len, ~quality.blocking)
+        any_problem = quality.electrode_off | quality.clipping | quality.mains | quality.gap | ecg
         spectra = self.config.mode == "raw"
         unjudged = quality.gap_fraction > 1.0 - MIN_JUDGED_FRACTION
         if unjudged.any():
@@ -266,6 +353,8 @@ class Pipeline:
             at_s = first_hop * self.hop / self.config.fs
             for c, detector in enumerate(self.detectors):
                 problems = quality.problems(t, c) if any_problem[t, c] else ()
+                if ecg[t, c]:
+                    problems = (*problems, ECG_NOTE)
                 self._note_quality(c, problems, at_s, output)
                 resting_uv[t, c] = detector.floor.value if detector.floor.ready else np.nan
                 detector.process_tick(
@@ -335,3 +424,18 @@ def _join_measured(
             np.ones((n_second, n_ch), dtype=bool) if second is None else second,
         ]
     )
+
+
+def _joined(outputs: list[PipelineOutput]) -> PipelineOutput:
+    """Consecutive outputs as one."""
+    if len(outputs) == 1:
+        return outputs[0]
+    joined = PipelineOutput(
+        first_hop=outputs[0].first_hop, envelope=np.concatenate([o.envelope for o in outputs])
+    )
+    for o in outputs:
+        joined.events += o.events
+        joined.state_changes += o.state_changes
+        joined.quality_changes += o.quality_changes
+        joined.records += o.records
+    return joined

@@ -1,5 +1,5 @@
 """Totals over a run (replay or live): events per channel and kind, time without usable signal,
-periodic limb movements."""
+periodic limb movements, fasciculations and ECG on the channels."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from dsp.events import PHASE_ENDED, STATE_SIGNAL_LOST, Event, StateChange
 from dsp.limb_movements import LimbMovementSummary, PlmFigures
+from dsp.twitches import FasciculationSummary, SpikeFigures
 
 
 @dataclass
@@ -22,6 +23,7 @@ class RunSummary:
     signal_lost_s: dict[str, float] = field(default_factory=dict)
     _lost_since: dict[str, float] = field(default_factory=dict)
     limb_movements: LimbMovementSummary | None = None
+    fasciculations: FasciculationSummary | None = None
 
     def add_events(self, events: list[Event]) -> None:
         for event in events:
@@ -37,6 +39,11 @@ class RunSummary:
         """The latest PLM figures (each pipeline output carries them all so far)."""
         if summary is not None:
             self.limb_movements = summary
+
+    def add_fasciculations(self, summary: FasciculationSummary | None) -> None:
+        """The latest fasciculation and heartbeat figures (each output carries them all so far)."""
+        if summary is not None:
+            self.fasciculations = summary
 
     def add_state_changes(self, changes: list[StateChange]) -> None:
         for change in changes:
@@ -54,6 +61,7 @@ class RunSummary:
             self.signal_lost_s[channel] = self.signal_lost_s.get(channel, 0.0) + duration_s - since
             self._lost_since[channel] = duration_s
         plm = self.limb_movements
+        spikes = self.fasciculations
         out: dict[str, Any] = {
             "duration_s": round(duration_s, 3),
             "channels": {
@@ -63,6 +71,7 @@ class RunSummary:
                     "cramp_s": round(self.cramp_seconds.get(channel, 0.0), 1),
                     "signal_lost_s": round(self.signal_lost_s.get(channel, 0.0), 1),
                     **(_plm_fields(plm.channels[channel]) if plm is not None else {}),
+                    **(_spike_fields(spikes.channels[channel]) if spikes is not None else {}),
                 }
                 for channel in self.channels
             },
@@ -80,7 +89,7 @@ class RunSummary:
             lines.append(
                 f"  {channel}: {figures['cramps']} cramp(s) ({figures['cramp_s']:.0f} s), "
                 f"{figures['movements']} movement(s), signal lost {figures['signal_lost_s']:.0f} s"
-                f"{plm}"
+                f"{plm}{_spike_text(figures)}"
             )
         if "plm" in data:
             combined = data["plm"]["combined"]
@@ -96,6 +105,24 @@ def _plm_fields(figures: PlmFigures) -> dict[str, Any]:
     return {"plm": figures.plm, "plm_per_hour": figures.to_dict()["plm_per_hour"]}
 
 
-def _per_hour(figures: dict[str, Any]) -> str:
-    index = figures["plm_per_hour"]
+def _per_hour(figures: dict[str, Any], key: str = "plm_per_hour") -> str:
+    index = figures[key]
     return "no good signal" if index is None else f"{index:.1f} per hour of good signal"
+
+
+def _spike_fields(figures: SpikeFigures) -> dict[str, Any]:
+    data = figures.to_dict()
+    keys = ("fasciculations", "fasciculations_per_hour", "heartbeats", "ecg_s")
+    return {key: data[key] for key in keys}
+
+
+def _spike_text(figures: dict[str, Any]) -> str:
+    if "fasciculations" not in figures:
+        return ""
+    text = (
+        f", {figures['fasciculations']} fasciculation(s) "
+        f"({_per_hour(figures, 'fasciculations_per_hour')})"
+    )
+    if figures["ecg_s"] > 0:
+        text += f", ECG on the channel for {figures['ecg_s']:.0f} s (kept out of the envelope)"
+    return text

@@ -97,7 +97,9 @@ def envelope_of(blocks: Iterable[np.ndarray], config: PipelineConfig) -> np.ndar
     """The pipeline's envelope (hops x channels) over a whole recording segment."""
     pipeline = Pipeline(config, source_id="calibration")
     parts = [pipeline.process(block).envelope for block in blocks]
-    return np.concatenate(parts) if parts else np.empty((0, config.n_channels))
+    # the pipeline holds back the last fraction of a second until it finishes
+    parts.append(pipeline.finish().envelope)
+    return np.concatenate(parts)
 
 
 def calibrations_from(
@@ -144,8 +146,8 @@ def envelope_spans(
     pieces: list[list[np.ndarray]] = [[] for _ in spans]
     hops = 0
     last_end = max(end for _, end in spans)
-    for block in blocks:
-        envelope = pipeline.process(block).envelope
+    for block in [*blocks, None]:  # None: the end (the pipeline holds back a little)
+        envelope = (pipeline.finish() if block is None else pipeline.process(block)).envelope
         ends = (hops + np.arange(1, len(envelope) + 1)) * hop_s
         for piece, (start, end) in zip(pieces, spans, strict=True):
             piece.append(envelope[(ends > start) & (ends <= end)])

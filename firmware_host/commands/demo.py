@@ -183,6 +183,7 @@ def _show(
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
     summary.add_limb_movements(output.limb_movements)
+    summary.add_fasciculations(output.fasciculations)
     for event in output.events:
         if writer:
             writer.event(event)

@@ -369,6 +369,7 @@ def _record(
     summary.add_events(output.events)
     summary.add_state_changes(output.state_changes)
     summary.add_limb_movements(output.limb_movements)
+    summary.add_fasciculations(output.fasciculations)
 
 
 def _assume_microvolts(path: Path) -> str:

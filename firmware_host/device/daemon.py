@@ -96,6 +96,7 @@ class Publisher:
         changed = storage_now != self._storage_seen  # a disk failed or came back: say so now
         self._storage_seen = storage_now
         plm_changed = self.states.set_limb_movements(output.limb_movements)
+        self.states.set_fasciculations(output.fasciculations)
         if (
             output.state_changes
             or changed
@@ -357,6 +358,7 @@ class Outputs:
         self.summary.add_events(output.events)
         self.summary.add_state_changes(output.state_changes)
         self.summary.add_limb_movements(output.limb_movements)
+        self.summary.add_fasciculations(output.fasciculations)
         for record in output.records:
             self._record(record)
         if self.publisher is not None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from dsp.events import STATE_SIGNAL_LOST, Event, QualityChange, iso_utc
 from dsp.limb_movements import LimbMovementSummary, PlmFigures
+from dsp.twitches import FasciculationSummary, SpikeFigures
 from firmware_host.device.session_control import NIGHT_TAG, SessionTag
 from messaging.topics import (
     ENVELOPE_SCHEMA,
@@ -72,14 +73,16 @@ class ChannelStates:
     how much of the session had good signal and the mean EMG level since the last state message;
     tonight's cramp count (cramps that started since 12:00 local time outside named sessions; it
     starts again from 0 when the daemon restarts); the periodic limb movements so far (WASM 2016
-    rules, per hour of good signal; sleep not known); and, from `storage`, where the outbox keeps
-    messages and how the recording disk stands.
+    rules, per hour of good signal; sleep not known); per channel the fasciculations so far (per
+    hour of good signal); and, from `storage`, where the outbox keeps messages and how the
+    recording disk stands.
 
     A recording is cut into sessions where a named session (dialysis, ...) starts or ends
     (`begin`): each has its own `session_start`, recorded and good seconds, so that a named
     session's signal is never counted for a night. A named session's state carries its kind and
     id and `cramps_session`, and leaves out the PLM figures (a sleep measure); a night session
-    after another counts PLM from its own start."""
+    after another counts PLM from its own start. Every session counts its own fasciculations
+    (cramp-fasciculation syndrome is of interest during dialysis too)."""
 
     def __init__(
         self,
@@ -99,6 +102,7 @@ class ChannelStates:
         self.session = session
         self.session_cramps = 0
         self._plm_base: LimbMovementSummary | None = None
+        self._spike_base: FasciculationSummary | None = None
         self.tz = tz
         self.storage = storage
         self.channels = channels
@@ -110,6 +114,7 @@ class ChannelStates:
         self._level_sum = np.zeros(len(channels))
         self._level_count = np.zeros(len(channels))
         self.plm: LimbMovementSummary | None = None
+        self.fasciculations: FasciculationSummary | None = None
 
     def set_limb_movements(self, summary: LimbMovementSummary | None) -> bool:
         """Take the latest PLM figures; True when a count changed (worth a state message)."""
@@ -118,6 +123,12 @@ class ChannelStates:
         before = self.plm
         self.plm = summary
         return before is None or _plm_counts(before) != _plm_counts(summary)
+
+    def set_fasciculations(self, summary: FasciculationSummary | None) -> None:
+        """Take the latest fasciculation figures (they go out with the next state message;
+        twitches come every second or two, so they do not call for one of their own)."""
+        if summary is not None:
+            self.fasciculations = summary
 
     def begin(self, at_s: float, session: SessionTag) -> None:
         """A new session from `at_s` seconds into the recording (take the previous one's last
@@ -130,6 +141,7 @@ class ChannelStates:
         self.session_cramps = 0
         self.lost_s = dict.fromkeys(self.channels, 0.0)
         self._plm_base = self.plm
+        self._spike_base = self.fasciculations
 
     def reanchor(self, recording_start: datetime) -> None:
         """The wall clock stepped: the recording (and so this session) started at another time."""
@@ -164,6 +176,7 @@ class ChannelStates:
         levels = self._take_levels()
         plm = self.plm if not self.session.named else None
         base = self._plm_base
+        spikes, spike_base = self.fasciculations, self._spike_base
         recorded_s = max(0.0, elapsed_s - self.origin_s)
         document: dict[str, Any] = {
             "schema": STATE_SCHEMA,
@@ -191,6 +204,11 @@ class ChannelStates:
                         _plm_fields(plm.channels[channel], "plm",
                                     base.channels.get(channel) if base else None)
                         if plm is not None else {}
+                    ),
+                    **(
+                        _spike_fields(spikes.channels[channel],
+                                      spike_base.channels.get(channel) if spike_base else None)
+                        if spikes is not None else {}
                     ),
                 }
                 for i, (channel, (state, at_s)) in enumerate(self.states.items())
@@ -239,6 +257,21 @@ def _plm_fields(
         count_key: figures.plm,
         "plm_series": figures.plm_series,
         "plm_per_hour": round(index, 2) if index is not None else None,
+    }
+
+
+def _spike_fields(figures: SpikeFigures, base: SpikeFigures | None = None) -> dict[str, Any]:
+    """Fasciculations and their rate (per hour of good signal) for the state message; with `base`
+    (the figures when the session began), those since then."""
+    if base is not None:
+        figures = SpikeFigures(
+            fasciculations=max(0, figures.fasciculations - base.fasciculations),
+            good_s=max(0.0, figures.good_s - base.good_s),
+        )
+    index = figures.fasciculations_per_hour
+    return {
+        "fasciculations": figures.fasciculations,
+        "fasciculations_per_hour": round(index, 2) if index is not None else None,
     }
 
 
