@@ -219,6 +219,7 @@ def validate_state(payload: dict[str, Any], device: str, received: datetime) -> 
             raise Refused(f"{name!r} must be a whole number")
     _time(payload, "recording_start", received, optional=True)
     _plm_figures(payload, "plm_tonight")
+    _fasciculation_figures(payload)
     channels = _field(payload, "channels", dict)
     if not channels:
         raise Refused("channels is empty")
@@ -250,8 +251,8 @@ def _plm_figures(payload: dict[str, Any], count_key: str) -> None:
 
 
 def _fasciculation_figures(channel: dict[str, Any]) -> None:
-    """A channel's fasciculation count and rate in a state message (optional: older devices lack
-    them)."""
+    """A session's (or a channel's) fasciculation count and rate in a state message (optional:
+    older devices lack them)."""
     count = _number(channel, "fasciculations", optional=True, low=0, high=1e7)
     if count is not None and not isinstance(channel["fasciculations"], int):
         raise Refused("'fasciculations' must be a whole number")

@@ -174,8 +174,8 @@ VERDICTS = ("cramp", "not_cramp", "missed_cramp")
 # What a device measured in a session, from its state message (the device's ChannelStates,
 # firmware_host/device/messages.py): the name the night summaries use <- the message's field.
 # Absent means not measured, never 0. Periodic limb movements (WASM 2016): the count and the
-# index per hour of good signal; fasciculations: a count.
-MEASURED_COUNTS = {"plms": "plm_tonight", "fasciculations": "fasciculations_tonight"}
+# index per hour of good signal; fasciculations: the session's count over all channels.
+MEASURED_COUNTS = {"plms": "plm_tonight", "fasciculations": "fasciculations"}
 MEASURED_RATES = {"plm_per_hour": "plm_per_hour"}
 
 

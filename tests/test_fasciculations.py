@@ -208,6 +208,7 @@ def test_the_retained_state_carries_the_fasciculations() -> None:
     assert left["fasciculations"] == pytest.approx(len(plan.twitches("left_calf")), rel=0.03)
     assert left["fasciculations_per_hour"] == pytest.approx(left["fasciculations"] * 15.0, rel=0.01)
     assert payload["channels"]["right_calf"]["fasciculations"] == 0
+    assert payload["fasciculations"] == left["fasciculations"]  # the session's, all channels
     states.set_fasciculations(None)  # an output without figures changes nothing
     assert json.loads(states.payload(240.0))["channels"]["left_calf"] == left
 
@@ -226,8 +227,10 @@ def test_a_session_counts_its_own_fasciculations() -> None:
     states.set_fasciculations(pipeline.process(x[half:]).fasciculations)
     states.set_fasciculations(pipeline.finish().fasciculations)
     total = states.fasciculations.channels["left_calf"].fasciculations
-    left = json.loads(states.payload(len(x) / FS))["channels"]["left_calf"]
+    payload = json.loads(states.payload(len(x) / FS))
+    left = payload["channels"]["left_calf"]
     assert 0 < before < total and left["fasciculations"] == total - before
+    assert payload["fasciculations"] == sum(c["fasciculations"] for c in payload["channels"].values())
     good_s = states.fasciculations.channels["left_calf"].good_s - good_before
     assert left["fasciculations_per_hour"] == round((total - before) / (good_s / 3600), 2)
 
@@ -235,6 +238,7 @@ def test_a_session_counts_its_own_fasciculations() -> None:
 def test_a_state_without_fasciculation_figures_has_none_of_their_fields() -> None:
     payload = json.loads(ChannelStates("bedroom", ("calf",), datetime.now(UTC)).payload(10.0))
     assert "fasciculations" not in payload["channels"]["calf"]
+    assert "fasciculations" not in payload
 
 
 @pytest.fixture
@@ -290,3 +294,21 @@ def test_the_dashboard_refuses_bad_fasciculation_figures(
     assert not _send(ingest, _state(**change))
     refusal = ingest.store.query("SELECT reason FROM refusal")[0]["reason"]
     assert reason in refusal
+
+
+def test_the_dashboard_night_shows_the_fasciculations_the_device_sends(tmp_path: Path) -> None:
+    from dashboards.server import build
+
+    plan = fasciculation_plan()
+    pipeline = Pipeline(config_for(plan))
+    start = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
+    states = ChannelStates("bedroom", plan.channels, start)
+    states.set_fasciculations(pipeline.process(SyntheticEMG(plan, seed=4).render()).fasciculations)
+    sent = states.payload(240.0)
+    process = build(tmp_path / "dashboard.db", broker=None, tz=UTC)
+    try:
+        assert process.ingest.handle("crampwatch/bedroom/state", sent)
+        night = process.queries.night(start.date())
+        assert night.fasciculations == json.loads(sent)["fasciculations"] > 0
+    finally:
+        process.close()

@@ -192,6 +192,10 @@ class ChannelStates:
                 _plm_fields(plm.combined, "plm_tonight", base.combined if base else None)
                 if plm is not None else {}
             ),
+            **(
+                {"fasciculations": _session_fasciculations(spikes, spike_base)}
+                if spikes is not None else {}
+            ),
             "channels": {
                 channel: {
                     "state": state,
@@ -258,6 +262,16 @@ def _plm_fields(
         "plm_series": figures.plm_series,
         "plm_per_hour": round(index, 2) if index is not None else None,
     }
+
+
+def _session_fasciculations(
+    spikes: FasciculationSummary, base: FasciculationSummary | None
+) -> int:
+    """This session's fasciculations over all channels (each channel is its own muscle)."""
+    return sum(
+        _spike_fields(figures, base.channels.get(channel) if base else None)["fasciculations"]
+        for channel, figures in spikes.channels.items()
+    )
 
 
 def _spike_fields(figures: SpikeFigures, base: SpikeFigures | None = None) -> dict[str, Any]:
