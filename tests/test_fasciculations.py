@@ -230,7 +230,9 @@ def test_a_session_counts_its_own_fasciculations() -> None:
     payload = json.loads(states.payload(len(x) / FS))
     left = payload["channels"]["left_calf"]
     assert 0 < before < total and left["fasciculations"] == total - before
-    assert payload["fasciculations"] == sum(c["fasciculations"] for c in payload["channels"].values())
+    assert payload["fasciculations"] == sum(
+        c["fasciculations"] for c in payload["channels"].values()
+    )
     good_s = states.fasciculations.channels["left_calf"].good_s - good_before
     assert left["fasciculations_per_hour"] == round((total - before) / (good_s / 3600), 2)
 

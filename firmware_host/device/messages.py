@@ -264,9 +264,7 @@ def _plm_fields(
     }
 
 
-def _session_fasciculations(
-    spikes: FasciculationSummary, base: FasciculationSummary | None
-) -> int:
+def _session_fasciculations(spikes: FasciculationSummary, base: FasciculationSummary | None) -> int:
     """This session's fasciculations over all channels (each channel is its own muscle)."""
     return sum(
         _spike_fields(figures, base.channels.get(channel) if base else None)["fasciculations"]
