@@ -35,7 +35,7 @@ from hardware.recordings import RecordingError
 from hardware.recordings.errors import COMMAND_LINE
 from research.files import remove_partial_files, write_json_atomically
 from research.inputs import fingerprint, recording_files
-from research.night import replay_file
+from research.night import EVENT_TABLE_FIELDS, replay_file
 from research.sidecar import (
     Sidecar,
     SidecarError,
@@ -49,23 +49,6 @@ RESULT_SCHEMA = "crampwatch.batch-result/1"
 RESULT_FILE = "result.json"
 EVENTS_FILE = "events.jsonl"
 RESULTS_FOLDER = "results"
-# Event fields kept for the events table (the trace and the pipeline block stay in the events file).
-_EVENT_TABLE_FIELDS = (
-    "event_id",
-    "channel",
-    "kind",
-    "start",
-    "end",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "peak_uv",
-    "mean_uv",
-    "floor_uv",
-    "area_uvs",
-    "median_freq_hz",
-    "quality",
-)
 
 
 @dataclass(frozen=True)
@@ -243,7 +226,7 @@ def _process(job: Job) -> dict[str, Any]:
         "figures": night.figures,
         "settings_hash": night.settings_hash,
         "source_id": night.source_id,
-        "events": [{k: e.get(k) for k in _EVENT_TABLE_FIELDS} for e in night.events],
+        "events": [{k: e.get(k) for k in EVENT_TABLE_FIELDS} for e in night.events],
         "events_file": _relative(events_path, job.out),
         "plot_file": None,
         "truth": None,

@@ -30,6 +30,25 @@ from research.sidecar import Sidecar, load_sidecar, sidecar_path
 Stretch = tuple[float, float]
 _EPOCH_YEAR = 1970  # events of a recording without a known start are dated from 1970
 
+# Event fields kept for event tables (batch's events.csv, `Night.events_frame()`); the envelope
+# trace and the pipeline block stay in the events file.
+EVENT_TABLE_FIELDS = (
+    "event_id",
+    "channel",
+    "kind",
+    "start",
+    "end",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "peak_uv",
+    "mean_uv",
+    "floor_uv",
+    "area_uvs",
+    "median_freq_hz",
+    "quality",
+)
+
 
 @dataclass
 class Night:
@@ -81,22 +100,7 @@ class Night:
         """The events as a pandas DataFrame, one row per event (times in seconds from the start
         and as UTC timestamps; the envelope trace stays in `events`)."""
         pandas = _pandas()
-        columns = [
-            "event_id",
-            "channel",
-            "kind",
-            "start",
-            "end",
-            "start_s",
-            "end_s",
-            "duration_s",
-            "peak_uv",
-            "mean_uv",
-            "floor_uv",
-            "area_uvs",
-            "median_freq_hz",
-            "quality",
-        ]
+        columns = list(EVENT_TABLE_FIELDS)
         frame = pandas.DataFrame(
             [{c: e.get(c) for c in columns} for e in self.events], columns=columns
         )
