@@ -346,17 +346,20 @@ class Pipeline:
             env = np.where(unjudged[:, None, :], np.nan, env)
         tick_max, tick_median, missing_hops = _tick_statistics(env)
         blocked = quality.blocking.tolist()
-        resting_uv = np.empty((n_ticks, n_ch))
+        # Python lists: indexing them per tick and channel is far cheaper than numpy scalars.
+        problem_seen, ecg_seen = any_problem.tolist(), ecg.tolist()
+        resting_uv = [[math.nan] * n_ch for _ in range(n_ticks)]
         events_before = len(output.events)
         for t in range(n_ticks):
             first_hop = (self._ticks_done + t) * self.hops_per_tick
             at_s = first_hop * self.hop / self.config.fs
             for c, detector in enumerate(self.detectors):
-                problems = quality.problems(t, c) if any_problem[t, c] else ()
-                if ecg[t, c]:
+                problems = quality.problems(t, c) if problem_seen[t][c] else ()
+                if ecg_seen[t][c]:
                     problems = (*problems, ECG_NOTE)
                 self._note_quality(c, problems, at_s, output)
-                resting_uv[t, c] = detector.floor.value if detector.floor.ready else np.nan
+                if detector.floor.ready:
+                    resting_uv[t][c] = detector.floor.value
                 detector.process_tick(
                     first_hop,
                     env[t, :, c],
@@ -372,7 +375,7 @@ class Pipeline:
         self.limb_movements.note_events(output.events[events_before:])
         # Leg movements are scored only where every hop of the tick was measured.
         scored = ~quality.blocking & ~np.isnan(env).any(axis=1)
-        self.limb_movements.process(first_hop, env, scored, resting_uv)
+        self.limb_movements.process(first_hop, env, scored, np.array(resting_uv))
         self._ticks_done += n_ticks
 
     def _note_quality(
@@ -403,8 +406,14 @@ def _tick_statistics(env: np.ndarray) -> tuple[list, list, list]:
     measured (NaN); a tick with no measured hop has NaN for both."""
     missing = np.isnan(env)
     if not missing.any():
+        # np.median's own partition, on a copy with the hops last (contiguous): the same values,
+        # in half the time of np.median over the middle axis.
+        hops = env.shape[1]
+        lower, upper = (hops - 1) // 2, hops // 2
+        ordered = np.partition(np.ascontiguousarray(env.transpose(0, 2, 1)), (lower, upper))
+        median = 0.5 * (ordered[..., lower] + ordered[..., upper])
         counts = np.zeros((env.shape[0], env.shape[2]), dtype=int)
-        return env.max(axis=1).tolist(), np.median(env, axis=1).tolist(), counts.tolist()
+        return ordered.max(axis=-1).tolist(), median.tolist(), counts.tolist()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # ticks with no measured hop
         median = np.nanmedian(env, axis=1)

@@ -90,7 +90,10 @@ class QualityAssessor:
             gap_fraction = 1.0 - finite.mean(axis=1)
             mains = self._hum_share_of_measured(scaled, finite) >= self.config.mains_fraction
         gap = gap_fraction > 0
-        env_max, env_min = np.fmax.reduce(env, axis=1), np.fmin.reduce(env, axis=1)  # NaN: none
+        # Reduced over a copy with the hops last: numpy reduces a contiguous last axis many times
+        # faster than the middle one (the values are the same).
+        hops_last = np.ascontiguousarray(env.transpose(0, 2, 1))
+        env_max, env_min = np.fmax.reduce(hops_last, axis=-1), np.fmin.reduce(hops_last, axis=-1)
         with np.errstate(invalid="ignore"):
             if self.raw_mode:
                 flat = env_max <= self.config.flat_uv
@@ -179,7 +182,8 @@ class QualityAssessor:
         if not self.check_mains:
             return np.zeros(shape, dtype=bool)
         mains_power = hum**2 / 2.0
-        band_energy = np.einsum("tnc,tnc->tc", filtered, filtered)
+        samples_last = np.ascontiguousarray(filtered.transpose(0, 2, 1))  # as above: faster
+        band_energy = np.einsum("tcn,tcn->tc", samples_last, samples_last)
         if measured is None:
             band_power = band_energy / filtered.shape[1]
         else:  # the mean over the measured samples (the others are 0)
