@@ -44,6 +44,20 @@ ensure_chromium() {
     fi
 }
 
+installed_with() {
+    # Is there an install of this pyproject.toml with every extra in $1 (and perhaps more)?
+    local stamp have extra
+    for stamp in "$VENV"/.installed-*; do
+        [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$2" ] || continue
+        have=",${stamp##*/.installed-},"
+        for extra in ${1//,/ }; do
+            case "$have" in *",$extra,"*) ;; *) continue 2 ;; esac
+        done
+        return 0
+    done
+    return 1
+}
+
 ensure_venv() {
     local extras="$1" stamp="$VENV/.installed-$1"
     ensure_python
@@ -52,7 +66,7 @@ ensure_venv() {
     fi
     local wanted
     wanted="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+    if ! installed_with "$extras" "$wanted"; then
         echo "run.sh: installing crampwatch[$extras] into $VENV" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
         # setuptools tells every editable install how editable installs work; that is not news here.
