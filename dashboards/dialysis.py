@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from dashboards.validation import EARLIEST_DEVICE_TIME, MAX_AHEAD, Invalid, strict_json
+from dashboards.validation import EARLIEST_DEVICE_TIME, MAX_AHEAD, Invalid, json_object
 from dsp.events import iso_utc, stable_event_id
 from messaging.sessions import check_session_id, check_session_kind
 
@@ -46,6 +46,7 @@ MAX_READINGS = 100
 MAX_REASON_CHARS = 200
 MAX_NOTE_CHARS = 500
 MAX_PAYLOAD_BYTES = 16384
+MAX_LAB_BYTES = 4096
 MAX_WEIGHT_CHANGE_KG = 10.0
 IDWG_MAX_GAP = timedelta(days=7)
 LAB_LOOKBACK = timedelta(days=35)  # a session is paired with the latest lab of the month before
@@ -265,22 +266,12 @@ def details_update(
 
 
 def _payload_object(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
-    if isinstance(payload, bytes | bytearray | str):
-        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-        if len(raw) > MAX_PAYLOAD_BYTES:
-            raise DetailsError(f"the details are {len(raw)} bytes, more than {MAX_PAYLOAD_BYTES}")
-        try:
-            payload = strict_json(raw)
-        except Invalid as error:
-            raise DetailsError(f"not valid JSON: {error}") from None
-    if not isinstance(payload, Mapping):
-        raise DetailsError(f"the details must be a JSON object, not {type(payload).__name__}")
-    unknown = sorted(str(k)[:40] for k in payload if k not in PAYLOAD_FIELDS)
-    if unknown:
-        raise DetailsError(
-            f"unknown field(s) {', '.join(unknown)}: allowed fields are {', '.join(PAYLOAD_FIELDS)}"
+    try:
+        return json_object(
+            payload, what="the details", max_bytes=MAX_PAYLOAD_BYTES, fields=PAYLOAD_FIELDS
         )
-    return dict(payload)
+    except Invalid as error:
+        raise DetailsError(str(error)) from None
 
 
 def _update_from_fields(
@@ -725,21 +716,10 @@ def lab_from_payload(
 
 
 def _lab_object(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
-    if isinstance(payload, bytes | bytearray | str):
-        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
-        if len(raw) > 4096:
-            raise DetailsError(f"a lab result of {len(raw)} bytes is more than 4096")
-        try:
-            payload = strict_json(raw)
-        except Invalid as error:
-            raise DetailsError(f"not valid JSON: {error}") from None
-    if not isinstance(payload, Mapping):
-        raise DetailsError("a lab result must be a JSON object")
-    unknown = sorted(str(k)[:40] for k in payload if k not in LAB_FIELDS)
-    if unknown:
-        raise DetailsError(f"unknown field(s) {', '.join(unknown)}: allowed fields are "
-                           f"{', '.join(LAB_FIELDS)}")  # fmt: skip
-    return dict(payload)
+    try:
+        return json_object(payload, what="a lab result", max_bytes=MAX_LAB_BYTES, fields=LAB_FIELDS)
+    except Invalid as error:
+        raise DetailsError(str(error)) from None
 
 
 def latest_labs(

@@ -38,7 +38,7 @@ from dashboards.catalogue import (
     lookup_unit,
     parse_amount,
 )
-from dashboards.validation import Invalid, strict_json
+from dashboards.validation import Invalid, json_object
 from dsp.events import iso_utc, stable_event_id
 from messaging.topics import INTAKE_SCHEMA
 
@@ -148,28 +148,12 @@ def _check_now(now: datetime | None) -> datetime:
 
 def _payload_object(payload: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
     """The payload as a dict with only known fields, or an IntakeError."""
-    if isinstance(payload, bytes | bytearray):
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise IntakeError(f"payload is {len(payload)} bytes, more than {MAX_PAYLOAD_BYTES}")
-        try:
-            payload = bytes(payload).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise IntakeError(f"payload is not UTF-8 text: {error}") from None
-    if isinstance(payload, str):
-        if len(payload.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
-            raise IntakeError(f"payload is more than {MAX_PAYLOAD_BYTES} bytes")
-        try:
-            payload = strict_json(payload)
-        except Invalid as error:
-            raise IntakeError(f"payload is not valid JSON: {error}") from None
-    if not isinstance(payload, Mapping):
-        raise IntakeError(f"payload must be a JSON object, not {type(payload).__name__}")
-    unknown = sorted(str(k) for k in payload if k not in PAYLOAD_FIELDS)
-    if unknown:
-        raise IntakeError(
-            f"unknown field(s) {', '.join(unknown)}: allowed fields are {', '.join(PAYLOAD_FIELDS)}"
+    try:
+        return json_object(
+            payload, what="payload", max_bytes=MAX_PAYLOAD_BYTES, fields=PAYLOAD_FIELDS
         )
-    return dict(payload)
+    except Invalid as error:
+        raise IntakeError(str(error)) from None
 
 
 def _check_schema(schema: Any) -> None:

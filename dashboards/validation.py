@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -62,6 +62,35 @@ def strict_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if depth(value, max_depth) > max_depth:
         raise Invalid(f"nested deeper than {max_depth} levels")
     return value
+
+
+def json_object(
+    payload: Mapping[str, Any] | bytes | str, *, what: str, max_bytes: int, fields: Collection[str]
+) -> dict[str, Any]:
+    """A message as a dict: UTF-8 text or bytes of at most `max_bytes` parsed strictly, or a
+    mapping as it is; no field outside `fields`. Raises Invalid naming `what` and what is wrong."""
+    if isinstance(payload, bytes | bytearray | str):
+        raw = (
+            payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else bytes(payload)
+        )
+        if len(raw) > max_bytes:
+            raise Invalid(f"{what} of {len(raw)} bytes is more than {max_bytes} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise Invalid(f"{what} is not UTF-8 text: {error}") from None
+        try:
+            payload = strict_json(text)
+        except Invalid as error:
+            raise Invalid(f"{what} is not valid JSON: {error}") from None
+    if not isinstance(payload, Mapping):
+        raise Invalid(f"{what} must be a JSON object, not {type(payload).__name__}")
+    unknown = sorted(str(k)[:40] for k in payload if k not in fields)
+    if unknown:
+        raise Invalid(
+            f"unknown field(s) {', '.join(unknown)}: allowed fields are {', '.join(fields)}"
+        )
+    return dict(payload)
 
 
 def _no_constant(name: str) -> None:
