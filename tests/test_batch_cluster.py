@@ -155,6 +155,15 @@ def test_a_lost_worker_on_a_real_cluster_leaves_every_recording_done_exactly_onc
         assert [e["event_id"] for e in events if e["recording"] == str(path)] == expected
 
 
+# Python started with Ctrl-C as a terminal gives it. A test run started in the background by a
+# non-interactive shell ignores SIGINT, and a child inherits that (and Python then never turns
+# SIGINT into KeyboardInterrupt): the batch would rightly ignore the test's Ctrl-C.
+AS_FROM_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+]
 # Enough recordings that the batch is still at work when the test sees its first result, even on
 # a busy machine where the test's own polling is held up for a second or two.
 INTERRUPTED_RECORDINGS = 24
@@ -174,7 +183,7 @@ def test_ctrl_c_stops_the_batch_cleanly_and_the_next_run_goes_on(
 ) -> None:
     recordings, total = many_recordings, INTERRUPTED_RECORDINGS
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "firmware_host.cli", "batch", str(recordings), "--out",
+    command = [*AS_FROM_A_TERMINAL, "-m", "firmware_host.cli", "batch", str(recordings), "--out",
                str(out), "--plots", "--workers", "2", "--no-progress"]  # fmt: skip
     batch = start(command, tmp_path / "first.log")
     deadline = time.monotonic() + 180

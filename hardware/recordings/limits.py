@@ -4,9 +4,10 @@ stays in bounded memory whatever a file or the arguments say.
 - Sampling rate: 1 Hz to 100 kHz. Surface EMG is sampled at 1-4 kHz, needle and fine-wire EMG
   (low-pass up to 10 kHz, ISEK) at 20-50 kHz; 100 kHz leaves twice that headroom. Envelope-output
   sensors are read at a few Hz and up (an ADS1115 at 8 SPS).
-- Channels: at most 64 replayed at once, and at most 1,000,000 samples per second over all of
-  them (e.g. 10 channels at 100 kHz, 64 at 15.6 kHz): the pipeline holds about a second of every
-  channel, several times over, so this product is what its memory grows with.
+- Channels: at most 64 replayed at once, and at most 500,000 samples per second over all of
+  them (e.g. 10 channels at 50 kHz, 5 at 100 kHz, 64 at 7.8 kHz): the pipeline holds about a
+  second of every channel, several times over (the spike stage alone holds back half a second
+  and works on it in several arrays), so this product is what its memory grows with.
 - Reads happen in steps of at most `READ_BYTES`; text lines are at most `MAX_LINE_CHARS` long and
   the layout is probed from at most `HEAD_CHARS` characters; arrays (.npy/.npz) have at most
   `MAX_COLUMNS` columns; an .npz holds at most `MAX_NPZ_MEMBERS` arrays, its scalars (rate,
@@ -24,7 +25,7 @@ from hardware.recordings.errors import RecordingError, option
 MIN_FS_HZ = 1.0
 MAX_FS_HZ = 100_000.0
 MAX_CHANNELS = 64
-MAX_SAMPLES_PER_S = 1_000_000
+MAX_SAMPLES_PER_S = 500_000
 READ_BYTES = 4 << 20
 BLOCK_BYTES = 4 << 20  # float64 values per block handed to the pipeline
 MAX_BLOCK_ROWS = 1 << 20
