@@ -58,7 +58,8 @@ def test_missing_samples_on_a_synthetic_night_neither_make_nor_hide_events(
     assert complete.ended("cramp") and complete.ended("movement")
 
 
-NIGHT_SEEDS = range(100, 108)
+NIGHT_SEEDS = range(100, 108)  # the README's table (`python -m tests.test_missing_samples`)
+TESTED_NIGHT_SEEDS = NIGHT_SEEDS[:5]  # the suite: the short nights above add many more seeds
 
 
 def forty_minute_night(seed: int) -> NightPlan:
@@ -86,7 +87,7 @@ def test_missing_samples_from_an_envelope_sensor_neither_make_nor_hide_events(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", NIGHT_SEEDS)
+@pytest.mark.parametrize("seed", TESTED_NIGHT_SEEDS)
 def test_missing_samples_on_whole_synthetic_nights_neither_make_nor_hide_events(
     seed: int,
 ) -> None:
