@@ -76,7 +76,7 @@ def atomic_text_output(path: Path | None, option: str = "--out") -> Iterator[Tex
 
 
 def _create_temp(path: Path) -> Path:
-    """A new, empty file `.NAME.XXXX.partial` beside `path`, created with 0666 (the kernel takes
+    """A new, empty file `.NAME.<8 random hex digits>.partial` beside `path`, created with 0666 (the kernel takes
     off the umask; tempfile.mkstemp would make it 0600)."""
     while True:
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")

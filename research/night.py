@@ -16,7 +16,7 @@ from typing import Any
 from dsp.annotations import Annotation
 from dsp.config import PipelineConfig
 from dsp.evaluation import KindScore, score_kind, to_detections
-from dsp.events import EVENT_SCHEMA, PHASE_ENDED, STATE_SIGNAL_LOST
+from dsp.events import EVENT_FIELDS, EVENT_SCHEMA, PHASE_ENDED, STATE_SIGNAL_LOST
 from dsp.overrides import apply_settings
 from dsp.pipeline import PipelineOutput
 from firmware_host.commands.evaluate import EventsFile, match_truth_channels
@@ -30,24 +30,11 @@ from research.sidecar import Sidecar, load_sidecar, sidecar_path
 Stretch = tuple[float, float]
 _EPOCH_YEAR = 1970  # events of a recording without a known start are dated from 1970
 
-# Event fields kept for event tables (batch's events.csv, `Night.events_frame()`); the envelope
-# trace and the pipeline block stay in the events file.
-EVENT_TABLE_FIELDS = (
-    "event_id",
-    "channel",
-    "kind",
-    "start",
-    "end",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "peak_uv",
-    "mean_uv",
-    "floor_uv",
-    "area_uvs",
-    "median_freq_hz",
-    "quality",
-)
+# Event fields kept for event tables (batch's events.csv, `Night.events_frame()`): the event's own
+# fields less what every row of a table would repeat or rarely has; the envelope trace and the
+# pipeline block stay in the events file.
+_NOT_IN_TABLES = ("schema", "device", "phase", "confidence", "mvc_percent", "envelope", "pipeline")
+EVENT_TABLE_FIELDS = tuple(name for name in EVENT_FIELDS if name not in _NOT_IN_TABLES)
 
 
 @dataclass

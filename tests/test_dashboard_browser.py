@@ -201,13 +201,19 @@ def test_every_page_fits_the_screen_with_readable_text_and_drawn_charts(
     browser, two_weeks_served, screenshots: Path, name: str, width: str
 ) -> None:
     _process, _scene, url = two_weeks_served
+    expected = {"not-found": 404, "bad-period": 400}.get(name, 200)
+    check_page_fits(browser, url + _pages(LAST)[name], width, screenshots / f"{name}-{width}.png",
+                    status=expected)  # fmt: skip
+
+
+def check_page_fits(browser, address: str, width: str, shot: Path, *, status: int = 200) -> None:
+    """Open a page at a screen width: the status, every chart drawn, nothing wider than the screen,
+    no text under 12 px, no script error; its full-page screenshot saved as `shot`."""
     page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    response = page.goto(url + _pages(LAST)[name])
-    assert response is not None
-    expected = {"not-found": 404, "bad-period": 400}.get(name, 200)
-    assert response.status == expected
+    response = page.goto(address)
+    assert response is not None and response.status == status, address
     canvases = page.locator("canvas[data-chart]").count()
     if canvases:
         page.wait_for_function(
@@ -215,7 +221,8 @@ def test_every_page_fits_the_screen_with_readable_text_and_drawn_charts(
             timeout=10_000,
         )
     fits = page.evaluate(FITS)
-    page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
+    page.screenshot(path=str(shot), full_page=True)
+    name = shot.stem
     assert fits["wide"] <= WIDTHS[width], f"{name} is {fits['wide']} px wide at {WIDTHS[width]} px"
     assert not fits["small"], f"text under 12 px on {name}: {fits['small'][:5]}"
     assert not errors, errors

@@ -17,7 +17,12 @@ import pytest
 from dashboards.server import DashboardProcess, build
 from tests.dashboard_scenes import two_weeks
 from tests.dialysis_scenes import SessionScene, dialysis_weeks
-from tests.test_dashboard_browser import FITS, WIDTHS, browser, serve  # noqa: F401 (fixture)
+from tests.test_dashboard_browser import (  # noqa: F401 (the browser fixture)
+    WIDTHS,
+    browser,
+    check_page_fits,
+    serve,
+)
 
 TZ = ZoneInfo("Europe/Berlin")
 LAST = date(2026, 11, 20)
@@ -69,23 +74,7 @@ def test_every_session_page_fits_the_screen_with_readable_text_and_drawn_charts(
     width: str,
 ) -> None:
     _process, scenes, url = served
-    page = browser.new_page(viewport={"width": WIDTHS[width], "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    response = page.goto(url + _pages(scenes)[name])
-    assert response is not None and response.status == 200, name
-    canvases = page.locator("canvas[data-chart]").count()
-    if canvases:
-        page.wait_for_function(
-            f"() => document.querySelectorAll('canvas[data-drawn=true]').length === {canvases}",
-            timeout=10_000,
-        )
-    fits = page.evaluate(FITS)
-    page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
-    assert fits["wide"] <= WIDTHS[width], f"{name} is {fits['wide']} px wide at {WIDTHS[width]} px"
-    assert not fits["small"], f"text under 12 px on {name}: {fits['small'][:5]}"
-    assert not errors, errors
-    page.close()
+    check_page_fits(browser, url + _pages(scenes)[name], width, screenshots / f"{name}-{width}.png")
 
 
 def test_the_sessions_timeline_and_its_blood_pressure_share_the_time_axis(
